@@ -1,0 +1,70 @@
+# Two commands do everything on a fresh machine with Python 3.11, make and git:
+#   make book   set up, execute every chapter, build the website into _build/html
+#   make test   set up, lint, unit tests, chapters as tests, strict book build, browser test
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+VENDOR_STAMP := book/_vendor/.installed
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: book test setup lint unit notebooks build-strict browser browser-deps vendor clean checkpoints benchmark
+
+setup: $(STAMP) $(VENDOR_STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch downloads a multi-GB CUDA build
+	$(BIN)/pip install -q "$$(grep -E '^torch==' requirements-dev.txt)"
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): scripts/vendor_js.sh
+	bash scripts/vendor_js.sh book/_vendor
+	touch $@
+
+book: setup
+	$(BIN)/jupyter-book build . --keep-going
+	@echo "Open $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: $(STAMP)
+	$(BIN)/pytest -n 2 tests -m "not browser"
+
+notebooks: $(STAMP)
+	$(BIN)/pytest -n 2 book
+
+build-strict: setup
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+browser-deps:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium is missing and cannot be installed (not root): the browser test will skip"; }
+
+browser: browser-deps
+	$(BIN)/pytest tests -m browser
+
+test: setup lint
+	$(BIN)/pytest -n 2 tests book -m "not browser"
+	$(MAKE) build-strict
+	$(MAKE) browser
+
+checkpoints: $(STAMP)
+	$(BIN)/python scripts/make_checkpoints.py
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf _build book/_vendor
