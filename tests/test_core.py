@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from flowcourse.checks import check_invertible, check_log_det, check_normalized
+from flowcourse.core import Compose, Flow, Inverse, StandardNormal, Transform
+
+
+class Shift(Transform):
+    """A tiny transform for testing the containers: z = 2x + 1."""
+
+    def forward(self, x):
+        return 2 * x + 1, x.new_full((x.shape[0],), x[0].numel() * math.log(2))
+
+    def inverse(self, z):
+        return (z - 1) / 2, z.new_full((z.shape[0],), -z[0].numel() * math.log(2))
+
+
+def test_compose_sums_log_dets_and_inverts():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    flow = Compose(Shift(), Shift())
+    z, log_abs_det = flow(x)
+    assert torch.allclose(z, 4 * x + 3)
+    assert torch.allclose(log_abs_det, torch.full((5,), 3 * 2 * math.log(2), dtype=torch.float64))
+    assert check_invertible(flow, x)
+    assert check_log_det(flow, x)
+
+
+def test_inverse_swaps_directions():
+    x = torch.randn(4, 2, dtype=torch.float64)
+    z, _ = Inverse(Shift())(x)
+    assert torch.allclose(z, (x - 1) / 2)
+
+
+def test_flow_log_prob_normalised_and_consistent_with_sampling():
+    flow = Flow(Compose(Shift()), StandardNormal(2)).double()
+    assert check_normalized(flow, bounds=(-12, 12), resolution=300)
+    torch.manual_seed(0)
+    x, log_prob = flow.sample_and_log_prob(16)
+    assert torch.allclose(log_prob, flow.log_prob(x))
+
+
+def test_check_log_det_detects_a_wrong_log_det():
+    class Wrong(Shift):
+        def forward(self, x):
+            z, log_abs_det = super().forward(x)
+            return z, log_abs_det + 0.1
+
+    result = check_log_det(Wrong(), torch.randn(3, 2, dtype=torch.float64))
+    assert not result and "autograd" in result.message
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ([[0.0, 1.0]], TypeError),
+        (torch.zeros(2, 3, dtype=torch.float64), ValueError),
+        (torch.tensor([[float("nan"), 0.0]], dtype=torch.float64), ValueError),
+        (torch.zeros(2, 2, dtype=torch.float32), TypeError),
+        (torch.zeros(2, 2, dtype=torch.int64), TypeError),
+    ],
+)
+def test_flow_rejects_bad_input(bad, error):
+    flow = Flow(Compose(Shift()), StandardNormal(2)).double()
+    with pytest.raises(error, match="expected"):
+        flow.log_prob(bad)
+
+
+def test_bad_construction():
+    with pytest.raises(TypeError, match="Transform"):
+        Compose(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="positive int"):
+        Flow(Compose(), StandardNormal(2)).sample(0)
+    with pytest.raises(ValueError, match="event shape"):
+        StandardNormal(0)
