@@ -1,0 +1,96 @@
+r"""NICE's additive coupling: shift half the values by a function of the other half."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from flowcourse.core import Transform
+from flowcourse.coupling.masks import (
+    check_against_mask,
+    check_image_mask,
+    check_mask,
+    check_vector_mask,
+)
+from flowcourse.nets import MLP, ConvNet
+from flowcourse.validation import check_matches_module
+
+__all__ = ["AdditiveCoupling"]
+
+
+class AdditiveCoupling(Transform):
+    r"""The additive coupling layer of NICE (Dinh et al. 2015).
+
+    With a binary mask :math:`m` (1 = kept) and a conditioner :math:`t`, the forward map
+    (data to noise) is
+
+    .. math::
+
+        z = m \odot x + (1 - m) \odot \big(x + t(m \odot x)\big).
+
+    The kept values condition the shift of the others, so the Jacobian is triangular
+    with ones on the diagonal: :math:`\log|\det \partial z/\partial x| = 0`, the layer
+    preserves volume. The inverse subtracts the same shift,
+    :math:`x = z - (1 - m) \odot t(m \odot z)`, because :math:`m \odot z = m \odot x`.
+    Taught in the chapter *NICE*.
+
+    Arguments:
+        mask: a ``bool`` mask from :mod:`flowcourse.coupling.masks` (True = kept).
+        conditioner: a module mapping a tensor of the event shape to the same shape,
+            e.g. ``(batch, D) -> (batch, D)``. It sees the masked input :math:`m \odot x`,
+            so for images it sees zeros at the transformed positions.
+
+    Example:
+        >>> import torch
+        >>> from flowcourse.coupling import AdditiveCoupling, alternating_mask
+        >>> layer = AdditiveCoupling.for_vectors(alternating_mask(4), hidden_features=16)
+        >>> z, log_abs_det = layer(torch.randn(3, 4))
+        >>> z.shape, log_abs_det
+        (torch.Size([3, 4]), tensor([0., 0., 0.]))
+    """
+
+    def __init__(self, mask: Tensor, conditioner: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(conditioner, nn.Module):
+            kind = type(conditioner).__name__
+            raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
+        self.register_buffer("mask", check_mask(mask).clone())
+        self.conditioner = conditioner
+
+    @classmethod
+    def for_vectors(
+        cls, mask: Tensor, hidden_features: int = 64, num_hidden_layers: int = 2
+    ) -> AdditiveCoupling:
+        """An additive coupling on ``(batch, D)`` vectors with an :class:`~flowcourse.nets.MLP`."""
+        features = check_vector_mask(mask).shape[0]
+        return cls(mask, MLP(features, features, hidden_features, num_hidden_layers))
+
+    @classmethod
+    def for_images(
+        cls, mask: Tensor, in_channels: int, hidden_channels: int = 64, num_hidden_layers: int = 1
+    ) -> AdditiveCoupling:
+        """An additive coupling on ``(batch, C, H, W)`` images with a
+        :class:`~flowcourse.nets.ConvNet`.
+
+        The network sees zeros at the masked-out (transformed) positions.
+        """
+        mask = check_image_mask(mask, in_channels)
+        return cls(mask, ConvNet(in_channels, in_channels, hidden_channels, num_hidden_layers))
+
+    def shift(self, x: Tensor) -> Tensor:
+        r"""The shift :math:`(1 - m) \odot t(m \odot x)`; it is zero on the kept values."""
+        keep = self.mask.to(x.dtype)
+        shift = self.conditioner(x * keep)
+        if shift.shape != x.shape:
+            raise ValueError(
+                f"expected the conditioner to return shape {tuple(x.shape)} (the input's), "
+                f"got {tuple(shift.shape)}"
+            )
+        return shift * (1 - keep)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = check_matches_module(check_against_mask(x, self.mask), self)
+        return x + self.shift(x), x.new_zeros(x.shape[0])
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        z = check_matches_module(check_against_mask(z, self.mask, "z"), self)
+        return z - self.shift(z), z.new_zeros(z.shape[0])

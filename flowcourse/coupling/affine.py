@@ -1,0 +1,155 @@
+r"""RealNVP's affine coupling: scale and shift half the values by functions of the other half."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from flowcourse.core import Transform
+from flowcourse.coupling.masks import (
+    check_against_mask,
+    check_image_mask,
+    check_mask,
+    check_vector_mask,
+)
+from flowcourse.nets import MLP, ConvNet
+from flowcourse.validation import check_matches_module
+
+__all__ = ["AffineCoupling", "soft_clamp"]
+
+
+def soft_clamp(raw: Tensor, bound: float) -> Tensor:
+    r"""Squash ``raw`` smoothly into :math:`(-b, b)`: :math:`b \tanh(\text{raw} / b)`.
+
+    Near zero it is the identity (slope 1), so small log-scales train as if unclamped,
+    while a runaway conditioner output can no longer overflow :math:`e^{s}`.
+
+    Example:
+        >>> soft_clamp(torch.tensor([0.0, 1e6]), bound=3.0)
+        tensor([0., 3.])
+    """
+    return bound * torch.tanh(raw / bound)
+
+
+class AffineCoupling(Transform):
+    r"""The affine coupling layer of RealNVP (Dinh et al. 2017).
+
+    With a binary mask :math:`m` (1 = kept) and a conditioner that maps
+    :math:`m \odot x` to a shift :math:`t` and a raw log-scale :math:`\tilde s`, the
+    forward map (data to noise) is
+
+    .. math::
+
+        s = b \tanh(\tilde s / b), \qquad
+        z = m \odot x + (1 - m) \odot \big(x \odot e^{s} + t\big),
+
+    and the inverse is :math:`x = m \odot z + (1 - m) \odot (z - t) \odot e^{-s}`
+    (the conditioner sees :math:`m \odot z = m \odot x`, so it gives the same
+    :math:`s, t`). Ordering the kept values first, the Jacobian is block triangular,
+
+    .. math::
+
+        \frac{\partial z}{\partial x} =
+        \begin{pmatrix} I & 0 \\ \partial z_{1-m} / \partial x_m & \operatorname{diag}(e^{s})
+        \end{pmatrix},
+        \qquad \log\left|\det \frac{\partial z}{\partial x}\right| = \sum_i (1 - m_i)\, s_i,
+
+    so the log-determinant costs one sum and the conditioner can be any network: it is
+    never inverted. The soft clamp (bound :math:`b`) keeps :math:`|s| < b` so that an
+    untrained or diverging conditioner cannot overflow :math:`e^{s}`.
+    Taught in the chapter *RealNVP*.
+
+    Arguments:
+        mask: a ``bool`` mask from :mod:`flowcourse.coupling.masks` (True = kept).
+        conditioner: a module mapping the masked input (event shape) to twice the
+            channels along dim 1, ``(B, 2D)`` for vectors or ``(B, 2C, H, W)`` for
+            images, split by ``chunk(2, dim=1)`` into ``(shift, raw_log_scale)``. Because
+            the mask multiplies the input, an image conditioner sees zeros at the
+            transformed positions.
+        log_scale_bound: the bound :math:`b > 0` of the soft clamp.
+
+    Example:
+        >>> import torch
+        >>> from flowcourse.coupling import AffineCoupling, checkerboard_mask
+        >>> layer = AffineCoupling.for_images(checkerboard_mask(4, 4), in_channels=2)
+        >>> z, log_abs_det = layer(torch.randn(5, 2, 4, 4))
+        >>> z.shape, log_abs_det.shape
+        (torch.Size([5, 2, 4, 4]), torch.Size([5]))
+    """
+
+    def __init__(self, mask: Tensor, conditioner: nn.Module, log_scale_bound: float = 3.0) -> None:
+        super().__init__()
+        if not isinstance(conditioner, nn.Module):
+            kind = type(conditioner).__name__
+            raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
+        bound = log_scale_bound
+        is_number = isinstance(bound, (int, float)) and not isinstance(bound, bool)
+        if not is_number or not math.isfinite(bound) or bound <= 0:
+            raise ValueError(f"expected log_scale_bound to be a positive float, got {bound!r}")
+        self.register_buffer("mask", check_mask(mask).clone())
+        self.conditioner = conditioner
+        self.log_scale_bound = float(log_scale_bound)
+
+    @classmethod
+    def for_vectors(
+        cls,
+        mask: Tensor,
+        hidden_features: int = 64,
+        num_hidden_layers: int = 2,
+        log_scale_bound: float = 3.0,
+    ) -> AffineCoupling:
+        """An affine coupling on ``(batch, D)`` vectors with an :class:`~flowcourse.nets.MLP`."""
+        features = check_vector_mask(mask).shape[0]
+        conditioner = MLP(features, 2 * features, hidden_features, num_hidden_layers)
+        return cls(mask, conditioner, log_scale_bound)
+
+    @classmethod
+    def for_images(
+        cls,
+        mask: Tensor,
+        in_channels: int,
+        hidden_channels: int = 64,
+        num_hidden_layers: int = 1,
+        log_scale_bound: float = 3.0,
+    ) -> AffineCoupling:
+        """An affine coupling on ``(batch, C, H, W)`` images with a
+        :class:`~flowcourse.nets.ConvNet`.
+
+        The network sees zeros at the masked-out (transformed) positions.
+        """
+        mask = check_image_mask(mask, in_channels)
+        conditioner = ConvNet(in_channels, 2 * in_channels, hidden_channels, num_hidden_layers)
+        return cls(mask, conditioner, log_scale_bound)
+
+    def shift_and_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The shift :math:`t` and clamped log-scale :math:`s`, both zero on the kept values.
+
+        Zeroing them on the kept values makes the forward map simply
+        :math:`z = x \odot e^{s} + t`, which leaves the kept values exactly unchanged.
+        """
+        keep = self.mask.to(x.dtype)
+        params = self.conditioner(x * keep)
+        expected = (x.shape[0], 2 * x.shape[1], *x.shape[2:])
+        if params.shape != expected:
+            raise ValueError(
+                f"expected the conditioner to return shape {expected} (twice the input's "
+                f"channels: shift and log-scale), got {tuple(params.shape)}"
+            )
+        shift, raw_log_scale = params.chunk(2, dim=1)
+        log_scale = soft_clamp(raw_log_scale, self.log_scale_bound)
+        return shift * (1 - keep), log_scale * (1 - keep)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = check_matches_module(check_against_mask(x, self.mask), self)
+        shift, log_scale = self.shift_and_log_scale(x)
+        return x * log_scale.exp() + shift, log_scale.flatten(1).sum(dim=1)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        z = check_matches_module(check_against_mask(z, self.mask, "z"), self)
+        shift, log_scale = self.shift_and_log_scale(z)
+        return (z - shift) * (-log_scale).exp(), -log_scale.flatten(1).sum(dim=1)
+
+    def extra_repr(self) -> str:
+        return f"mask_shape={tuple(self.mask.shape)}, log_scale_bound={self.log_scale_bound}"
