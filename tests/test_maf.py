@@ -1,0 +1,171 @@
+"""The MAF layer: inverse, log-determinants, triangular Jacobian, clamp, context, checks."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowcourse.autoregressive import MaskedAffineAutoregressive, random_order
+from flowcourse.checks import check_autoregressive, check_invertible, check_log_det
+from flowcourse.core import Compose, Flow, Inverse, StandardNormal
+from tests.helpers import randomize_parameters
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64_by_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def random_layer(features: int, seed: int, random_ordering: bool = True, **kwargs):
+    order = random_order(features, seed) if random_ordering else None
+    layer = MaskedAffineAutoregressive(
+        features, hidden_features=features + 3, order=order, **kwargs
+    )
+    return randomize_parameters(layer, seed=seed, scale=0.5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    features=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    random_ordering=st.booleans(),
+    num_hidden_layers=st.integers(1, 3),
+)
+def test_invertible_log_det_and_triangular(features, seed, random_ordering, num_hidden_layers):
+    layer = random_layer(features, seed, random_ordering, num_hidden_layers=num_hidden_layers)
+    x = 2 * torch.randn(5, features, generator=torch.Generator().manual_seed(seed))
+    assert check_invertible(layer, x, atol=1e-10)
+    assert check_invertible(Inverse(layer), x, atol=1e-10)
+    assert check_log_det(layer, x)
+    assert check_log_det(Inverse(layer), x)
+    assert check_autoregressive(layer, x, layer.order)
+    assert check_autoregressive(Inverse(layer), x, layer.order)
+
+
+def test_checks_see_a_real_non_identity_map():
+    """Guard against vacuous tests: the randomised layer moves x and has a non-zero log-det."""
+    layer = random_layer(4, seed=1)
+    x = torch.randn(6, 4)
+    z, log_abs_det = layer(x)
+    assert (z - x).abs().max() > 0.1 and log_abs_det.abs().max() > 0.1
+    # And the triangular check is not vacuous either: a wrong order must fail it.
+    assert not check_autoregressive(layer, x, layer.order.flip(0))
+
+
+def test_forward_is_the_maf_formula():
+    layer = random_layer(3, seed=2)
+    x = torch.randn(4, 3)
+    shift, raw = layer.made(x).chunk(2, dim=1)
+    log_scale = 3.0 * torch.tanh(raw / 3.0)
+    z, log_abs_det = layer(x)
+    assert torch.allclose(z, (x - shift) * torch.exp(-log_scale))
+    assert torch.allclose(log_abs_det, -log_scale.sum(dim=1))
+
+
+def test_fresh_layer_is_the_identity():
+    layer = MaskedAffineAutoregressive(4, hidden_features=8)
+    x = torch.randn(3, 4)
+    z, log_abs_det = layer(x)
+    assert torch.equal(z, x) and torch.equal(log_abs_det, torch.zeros(3))
+
+
+def test_log_scale_is_soft_clamped():
+    layer = MaskedAffineAutoregressive(3, hidden_features=4, log_scale_bound=2.0)
+    with torch.no_grad():
+        layer.made.layers[-1].bias.fill_(1e6)
+    _, log_abs_det = layer(torch.randn(5, 3))
+    assert torch.allclose(log_abs_det, torch.full((5,), -3 * 2.0))
+
+
+def test_context_conditions_every_feature_and_stays_invertible():
+    layer = randomize_parameters(
+        MaskedAffineAutoregressive(3, hidden_features=5, context_features=2), seed=3
+    )
+    x, context = torch.randn(4, 3), torch.randn(4, 2)
+    z, log_abs_det = layer(x, context)
+    x_back, log_abs_det_back = layer.inverse(z, context)
+    assert torch.allclose(x_back, x, atol=1e-10)
+    assert torch.allclose(log_abs_det, -log_abs_det_back, atol=1e-12)
+    z_other, _ = layer(x, context + 1.0)
+    assert torch.all((z_other - z).abs() > 0), "some feature ignores the context"
+
+
+def test_flow_of_mafs_is_consistent_when_sampling():
+    layers = [random_layer(3, seed=s) for s in range(3)]
+    flow = Flow(Compose(*layers), StandardNormal(3)).double()
+    torch.manual_seed(0)
+    x, log_prob = flow.sample_and_log_prob(8)
+    assert torch.allclose(log_prob, flow.log_prob(x), atol=1e-10)
+
+
+def test_state_dict_round_trip_gives_identical_log_dets():
+    layer = random_layer(5, seed=4)
+    other = MaskedAffineAutoregressive(5, hidden_features=8, seed=123)  # natural order
+    other.load_state_dict(layer.state_dict())
+    assert torch.equal(other.order, layer.order)
+    x = torch.randn(6, 5)
+    assert torch.equal(other(x)[1], layer(x)[1])
+    assert torch.equal(other.inverse(x)[0], layer.inverse(x)[0])
+
+
+def test_train_and_eval_agree():
+    layer = random_layer(3, seed=5)
+    x = torch.randn(4, 3)
+    z_train, log_abs_det_train = layer.train()(x)
+    z_eval, log_abs_det_eval = layer.eval()(x)
+    assert torch.equal(z_train, z_eval) and torch.equal(log_abs_det_train, log_abs_det_eval)
+
+
+def test_float32():
+    layer = random_layer(4, seed=6).float()
+    x = torch.randn(5, 4, dtype=torch.float32)
+    assert check_invertible(layer, x)
+    assert check_log_det(layer, x)
+    assert check_log_det(Inverse(layer), x)
+
+
+BAD_INPUTS = [
+    ([[0.0, 1.0, 2.0]], TypeError),
+    (torch.zeros(2, 4), ValueError),
+    (torch.zeros(3), ValueError),
+    (torch.tensor([[0.0, math.nan, 0.0]]), ValueError),
+    (torch.tensor([[0.0, -math.inf, 0.0]]), ValueError),
+    (torch.zeros(2, 3, dtype=torch.float32), TypeError),
+    (torch.zeros(2, 3, dtype=torch.int64), TypeError),
+]
+
+
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+@pytest.mark.parametrize(("bad", "error"), BAD_INPUTS)
+def test_bad_input_raises(direction, bad, error):
+    layer = MaskedAffineAutoregressive(3, hidden_features=4)
+    with pytest.raises(error, match="expected"):
+        getattr(layer, direction)(bad)
+
+
+def test_bad_context_raises():
+    layer = MaskedAffineAutoregressive(3, hidden_features=4, context_features=2)
+    with pytest.raises(ValueError, match="expected a context"):
+        layer(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="expected context"):
+        layer.inverse(torch.zeros(2, 3), torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"features": 0}, ValueError),
+        ({"features": 3, "log_scale_bound": 0.0}, ValueError),
+        ({"features": 3, "log_scale_bound": math.inf}, ValueError),
+        ({"features": 3, "order": [3, 3, 1]}, ValueError),
+        ({"features": 5, "hidden_features": 3}, ValueError),
+    ],
+)
+def test_bad_construction_raises(kwargs, error):
+    with pytest.raises(error, match="expected"):
+        MaskedAffineAutoregressive(**kwargs)
