@@ -1,0 +1,520 @@
+"""Masks, NICE's additive coupling and scaling, RealNVP's affine coupling and squeeze."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import flowcourse.coupling.additive
+import flowcourse.coupling.affine
+import flowcourse.coupling.masks
+import flowcourse.coupling.scaling
+import flowcourse.coupling.squeeze
+from flowcourse.checks import check_invertible, check_log_det, jacobian
+from flowcourse.coupling import (
+    AdditiveCoupling,
+    AffineCoupling,
+    DiagonalScaling,
+    Squeeze,
+    alternating_mask,
+    channel_mask,
+    checkerboard_mask,
+    half_mask,
+    soft_clamp,
+)
+from tests.helpers import randomize_parameters
+
+DOUBLE = torch.float64
+COUPLINGS = [AdditiveCoupling, AffineCoupling]
+
+
+def vector_mask(features: int, index: int) -> torch.Tensor:
+    """One of the four vector masks, chosen by ``index`` (0-3)."""
+    if index < 2:
+        return alternating_mask(features, parity=index)
+    return half_mask(features, first=index == 2)
+
+
+def image_mask(channels: int, height: int, width: int, index: int) -> torch.Tensor:
+    """One of the four image masks (checkerboards, then channel halves) chosen by ``index``."""
+    if index < 2:
+        return checkerboard_mask(height, width, parity=index)
+    return channel_mask(channels, first=index == 2)
+
+
+def vector_coupling(coupling: type, mask: torch.Tensor, seed: int = 0) -> nn.Module:
+    layer = coupling.for_vectors(mask, hidden_features=16).double()
+    return randomize_parameters(layer, seed=seed)
+
+
+def image_coupling(coupling: type, mask: torch.Tensor, channels: int, seed: int = 0) -> nn.Module:
+    layer = coupling.for_images(mask, channels, hidden_channels=8).double()
+    return randomize_parameters(layer, seed=seed)
+
+
+def expanded_keep(mask: torch.Tensor, event_shape: tuple[int, ...]) -> torch.Tensor:
+    """The mask broadcast to the event shape and flattened like the Jacobian's rows."""
+    return mask.expand(event_shape).reshape(-1)
+
+
+# ------------------------------------------------------------------------------ masks
+
+
+def test_masks_have_the_documented_values_and_shapes():
+    assert alternating_mask(4).tolist() == [True, False, True, False]
+    assert alternating_mask(3, parity=1).tolist() == [False, True, False]
+    assert half_mask(4).tolist() == [True, True, False, False]
+    assert half_mask(5, first=False).tolist() == [False, False, True, True, True]
+    board = checkerboard_mask(3, 4, parity=1)
+    assert board.shape == (1, 3, 4) and board.dtype == torch.bool
+    assert board[0, 0, 0].item() is False and board[0, 0, 1].item() is True
+    assert board[0, 1, 0].item() is True
+    channels = channel_mask(6, first=False)
+    assert channels.shape == (6, 1, 1)
+    assert channels.flatten().tolist() == [False] * 3 + [True] * 3
+
+
+@settings(max_examples=15, deadline=None)
+@given(features=st.integers(2, 40), height=st.integers(1, 9), width=st.integers(2, 9))
+def test_alternate_masks_are_complements(features, height, width):
+    assert torch.equal(alternating_mask(features, 0), ~alternating_mask(features, 1))
+    assert torch.equal(half_mask(features, True), ~half_mask(features, False))
+    assert torch.equal(checkerboard_mask(height, width, 0), ~checkerboard_mask(height, width, 1))
+    assert torch.equal(channel_mask(2 * features, True), ~channel_mask(2 * features, False))
+    # Neighbouring pixels always fall on opposite sides of a checkerboard.
+    board = checkerboard_mask(height, width)[0]
+    assert not (board[:, 1:] == board[:, :-1]).any()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: alternating_mask(1), "features"),
+        (lambda: alternating_mask(4, parity=2), "parity"),
+        (lambda: half_mask(1), "features"),
+        (lambda: half_mask(3.0), "features"),
+        (lambda: checkerboard_mask(1, 1), "at least 2 pixels"),
+        (lambda: checkerboard_mask(0, 4), "height"),
+        (lambda: channel_mask(3), "even number of channels"),
+        (lambda: channel_mask(1), "channels"),
+    ],
+)
+def test_masks_reject_sizes_that_cannot_be_split(make, match):
+    with pytest.raises(ValueError, match="expected") as error:
+        make()
+    assert match in str(error.value)
+
+
+# ------------------------------------------------------------- inverse and log-det
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    coupling=st.sampled_from(COUPLINGS),
+    features=st.integers(2, 7),
+    mask_index=st.integers(0, 3),
+    seed=st.integers(0, 10_000),
+)
+def test_vector_couplings_invert_and_log_det_matches_autograd(coupling, features, mask_index, seed):
+    layer = vector_coupling(coupling, vector_mask(features, mask_index), seed)
+    x = torch.randn(4, features, dtype=DOUBLE, generator=torch.Generator().manual_seed(seed))
+    assert check_invertible(layer, x)
+    assert check_log_det(layer, x)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    coupling=st.sampled_from(COUPLINGS),
+    channels=st.integers(1, 2),
+    height=st.integers(2, 3),
+    width=st.integers(2, 4),
+    mask_index=st.integers(0, 3),
+    seed=st.integers(0, 10_000),
+)
+def test_image_couplings_invert_and_log_det_matches_autograd(
+    coupling, channels, height, width, mask_index, seed
+):
+    if channels % 2:
+        mask_index %= 2  # an odd number of channels only has checkerboard masks
+    mask = image_mask(channels, height, width, mask_index)
+    layer = image_coupling(coupling, mask, channels, seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, channels, height, width, dtype=DOUBLE, generator=generator)
+    assert check_invertible(layer, x)
+    assert check_log_det(layer, x)
+
+
+@pytest.mark.parametrize("event_shape", [(5,), (2, 3, 3)])
+def test_diagonal_scaling_inverts_and_log_det_matches_autograd(event_shape):
+    layer = randomize_parameters(DiagonalScaling(event_shape).double(), seed=3)
+    x = torch.randn(4, *event_shape, dtype=DOUBLE)
+    assert check_invertible(layer, x)
+    assert check_log_det(layer, x)
+    z, log_abs_det = layer(x)
+    assert torch.allclose(z, x * layer.log_scale.exp())
+    assert torch.allclose(log_abs_det, layer.log_scale.sum().expand(4))
+
+
+def test_fresh_layers_are_the_identity():
+    x = torch.randn(3, 6, dtype=DOUBLE)
+    for layer in [
+        AdditiveCoupling.for_vectors(half_mask(6)).double(),
+        AffineCoupling.for_vectors(half_mask(6)).double(),
+        DiagonalScaling(6).double(),
+    ]:
+        z, log_abs_det = layer(x)
+        assert torch.equal(z, x) and torch.equal(log_abs_det, torch.zeros(3, dtype=DOUBLE))
+
+
+# ---------------------------------------------------------------- the explicit formula
+
+
+class Constant(nn.Module):
+    """A conditioner that ignores its input and returns fixed outputs."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("output", output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output.expand(x.shape[0], *self.output.shape)
+
+
+def test_affine_coupling_follows_the_formula():
+    mask = alternating_mask(4)
+    shift = torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=DOUBLE)
+    raw = torch.tensor([0.1, 0.7, -0.2, -1.5], dtype=DOUBLE)
+    layer = AffineCoupling(mask, Constant(torch.cat([shift, raw])), log_scale_bound=2.0)
+    x = torch.randn(3, 4, dtype=DOUBLE)
+    z, log_abs_det = layer(x)
+    m = mask.to(DOUBLE)
+    log_scale = 2.0 * torch.tanh(raw / 2.0)
+    assert torch.allclose(z, m * x + (1 - m) * (x * log_scale.exp() + shift))
+    assert torch.allclose(log_abs_det, ((1 - m) * log_scale).sum().expand(3))
+    x_back, inverse_log_abs_det = layer.inverse(z)
+    assert torch.allclose(x_back, x) and torch.allclose(inverse_log_abs_det, -log_abs_det)
+
+
+def test_additive_coupling_follows_the_formula():
+    mask = half_mask(4, first=False)
+    shift = torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=DOUBLE)
+    layer = AdditiveCoupling(mask, Constant(shift))
+    x = torch.randn(3, 4, dtype=DOUBLE)
+    z, log_abs_det = layer(x)
+    m = mask.to(DOUBLE)
+    assert torch.allclose(z, m * x + (1 - m) * (x + shift))
+    assert torch.equal(log_abs_det, torch.zeros(3, dtype=DOUBLE))
+
+
+# ----------------------------------------------------------------- Jacobian structure
+
+
+def assert_coupling_structure(layer: nn.Module, x: torch.Tensor) -> None:
+    """Kept outputs are the identity of kept inputs; transformed outputs scale elementwise."""
+    jac = jacobian(layer, x)
+    keep = expanded_keep(layer.mask, tuple(x.shape[1:]))
+    change = ~keep
+    n_keep, n_change = int(keep.sum()), int(change.sum())
+    kept_rows = jac[:, keep]
+    changed_rows = jac[:, change]
+    identity = torch.eye(n_keep, dtype=DOUBLE).expand(x.shape[0], n_keep, n_keep)
+    assert torch.equal(kept_rows[:, :, keep], identity)
+    # Block triangular: kept outputs do not depend on the transformed inputs.
+    assert torch.equal(kept_rows[:, :, change], torch.zeros_like(kept_rows[:, :, change]))
+    if isinstance(layer, AffineCoupling):
+        _, log_scale = layer.shift_and_log_scale(x)
+        scale = log_scale.detach().reshape(x.shape[0], -1)[:, change].exp()
+    else:
+        scale = torch.ones(x.shape[0], n_change, dtype=DOUBLE)
+    assert torch.allclose(changed_rows[:, :, change], torch.diag_embed(scale), atol=1e-12)
+    # The conditioning block is where the network acts: it must not vanish.
+    assert changed_rows[:, :, keep].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+@pytest.mark.parametrize("mask_index", range(4))
+def test_vector_coupling_jacobian_structure(coupling, mask_index):
+    layer = vector_coupling(coupling, vector_mask(5, mask_index), seed=mask_index)
+    assert_coupling_structure(layer, torch.randn(3, 5, dtype=DOUBLE))
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+@pytest.mark.parametrize("mask_index", range(4))
+def test_couplings_on_a_2x4x4_image(coupling, mask_index):
+    layer = image_coupling(coupling, image_mask(2, 4, 4, mask_index), channels=2, seed=mask_index)
+    x = torch.randn(2, 2, 4, 4, dtype=DOUBLE)
+    assert check_invertible(layer, x)
+    result = check_log_det(layer, x)
+    assert result, result.message
+    assert_coupling_structure(layer, x)
+    if coupling is AffineCoupling:
+        # The log-det check must be able to fail: a randomised layer changes volume.
+        _, log_abs_det = layer(x)
+        assert log_abs_det.abs().min() > 1e-3
+
+
+def test_structure_check_catches_a_coupling_that_leaks():
+    """A layer whose kept values move fails the structure check: the check can fail."""
+
+    class Leaky(AffineCoupling):
+        def forward(self, x):
+            z, log_abs_det = super().forward(x)
+            return z + 0.1 * x.roll(1, dims=1), log_abs_det
+
+    layer = randomize_parameters(Leaky.for_vectors(alternating_mask(4)).double(), seed=1)
+    with pytest.raises(AssertionError):
+        assert_coupling_structure(layer, torch.randn(2, 4, dtype=DOUBLE))
+
+
+# ----------------------------------------------------------------------- soft clamp
+
+
+def test_soft_clamp_is_the_identity_near_zero_and_bounded():
+    raw = torch.linspace(-1e4, 1e4, 1001, dtype=DOUBLE)
+    assert soft_clamp(raw, 3.0).abs().max() <= 3.0
+    small = torch.linspace(-1e-3, 1e-3, 11, dtype=DOUBLE)
+    assert torch.allclose(soft_clamp(small, 3.0), small, atol=1e-9)
+
+
+@pytest.mark.parametrize("bound", [0.5, 3.0])
+def test_soft_clamp_bounds_the_log_scale_under_huge_conditioner_outputs(bound):
+    features = 6
+    conditioner = nn.Linear(features, 2 * features).double()
+    with torch.no_grad():
+        conditioner.weight.normal_(0.0, 1e5)
+        conditioner.bias.normal_(0.0, 1e5)
+    layer = AffineCoupling(half_mask(features), conditioner, log_scale_bound=bound)
+    x = torch.randn(8, features, dtype=DOUBLE)
+    shift, log_scale = layer.shift_and_log_scale(x)
+    raw = conditioner(x * half_mask(features).to(DOUBLE)).chunk(2, dim=1)[1]
+    assert raw.abs().max() > 100 * bound  # the conditioner really does explode
+    assert log_scale.abs().max() <= bound
+    assert log_scale.abs().max() > 0.99 * bound  # and the clamp saturates rather than zeroes
+    z, log_abs_det = layer(x)
+    assert torch.isfinite(z).all() and (log_abs_det.abs() <= bound * features / 2).all()
+    x_back, _ = layer.inverse(z)
+    assert torch.allclose(x_back, x, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- squeeze
+
+
+def test_squeeze_turns_each_2x2_block_into_4_channels():
+    x = torch.randn(2, 3, 4, 6, dtype=DOUBLE)
+    z, log_abs_det = Squeeze()(x)
+    assert z.shape == (2, 12, 2, 3)
+    assert torch.equal(log_abs_det, torch.zeros(2, dtype=DOUBLE))
+    for c in range(3):
+        for i in range(2):
+            for j in range(2):
+                assert torch.equal(z[:, 4 * c + 2 * i + j], x[:, c, i::2, j::2])
+
+
+@settings(max_examples=6, deadline=None)
+@given(channels=st.integers(1, 2), height=st.sampled_from([2, 4]), width=st.sampled_from([2, 6]))
+def test_squeeze_inverts_and_is_a_permutation(channels, height, width):
+    x = torch.randn(2, channels, height, width, dtype=DOUBLE)
+    layer = Squeeze()
+    assert check_invertible(layer, x, atol=0.0)
+    assert check_log_det(layer, x)
+    jac = jacobian(layer, x)[0]
+    assert torch.equal(jac.sum(dim=0), torch.ones(jac.shape[0], dtype=DOUBLE))
+    assert torch.equal(jac.sum(dim=1), torch.ones(jac.shape[0], dtype=DOUBLE))
+
+
+@pytest.mark.parametrize(("height", "width"), [(3, 4), (4, 5), (5, 5)])
+def test_squeeze_names_odd_sizes(height, width):
+    with pytest.raises(ValueError, match="expected") as error:
+        Squeeze()(torch.zeros(1, 1, height, width))
+    assert f"height {height}" in str(error.value) and f"width {width}" in str(error.value)
+
+
+def test_squeeze_inverse_needs_channels_divisible_by_4():
+    with pytest.raises(ValueError, match="expected z with a number of channels divisible by 4"):
+        Squeeze().inverse(torch.zeros(1, 6, 2, 2))
+
+
+# ------------------------------------------------ state_dict, modes, float32, devices
+
+
+def state_dict_cases():
+    """(build(seed, mask_index), input) pairs; different mask indices give different masks."""
+    return [
+        (
+            lambda seed, i: vector_coupling(AffineCoupling, vector_mask(6, i), seed),
+            torch.randn(4, 6, dtype=DOUBLE),
+        ),
+        (
+            lambda seed, i: vector_coupling(AdditiveCoupling, vector_mask(6, i), seed),
+            torch.randn(4, 6, dtype=DOUBLE),
+        ),
+        (
+            lambda seed, i: image_coupling(AffineCoupling, image_mask(2, 4, 4, i), 2, seed),
+            torch.randn(2, 2, 4, 4, dtype=DOUBLE),
+        ),
+        (
+            lambda seed, i: randomize_parameters(DiagonalScaling((2, 3)).double(), seed),
+            torch.randn(4, 2, 3, dtype=DOUBLE),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_state_dict_round_trip_restores_parameters_and_mask(case):
+    build, x = state_dict_cases()[case]
+    original = build(1, 0)
+    # A different seed and a different mask: both must come back from the state dict.
+    restored = build(2, 1)
+    z_before, _ = restored(x)
+    restored.load_state_dict(original.state_dict())
+    z_original, log_abs_det_original = original(x)
+    z_restored, log_abs_det_restored = restored(x)
+    assert not torch.equal(z_before, z_original)
+    assert torch.equal(z_restored, z_original)
+    assert torch.equal(log_abs_det_restored, log_abs_det_original)
+    if hasattr(original, "mask"):
+        assert "mask" in original.state_dict()
+        assert torch.equal(restored.mask, original.mask)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_train_and_eval_modes_agree(case):
+    build, x = state_dict_cases()[case]
+    layer = build(3, 0)
+    z_train, log_abs_det_train = layer.train()(x)
+    z_eval, log_abs_det_eval = layer.eval()(x)
+    assert torch.equal(z_train, z_eval) and torch.equal(log_abs_det_train, log_abs_det_eval)
+
+
+def test_to_dtype_keeps_the_mask_boolean():
+    layer = AffineCoupling.for_vectors(half_mask(4)).to(DOUBLE)
+    assert layer.mask.dtype == torch.bool
+    assert layer.mask in list(layer.buffers())
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+def test_float32_couplings_pass_the_checks(coupling):
+    layer = randomize_parameters(coupling.for_images(checkerboard_mask(3, 4), 2, 8), seed=5)
+    x = torch.randn(2, 2, 3, 4)
+    assert check_invertible(layer, x)
+    result = check_log_det(layer, x)
+    assert result, result.message
+
+
+# ----------------------------------------------------------------------- bad inputs
+
+
+def bad_input_cases():
+    """(layer, bad input, expected error) for every layer, covering each kind of mistake."""
+    vector = vector_coupling(AffineCoupling, half_mask(8))
+    additive = vector_coupling(AdditiveCoupling, alternating_mask(8))
+    image = image_coupling(AffineCoupling, checkerboard_mask(4, 4), 2)
+    channelwise = image_coupling(AdditiveCoupling, channel_mask(4), 4)
+    scaling = DiagonalScaling(8).double()
+    nan = torch.zeros(2, 8, dtype=DOUBLE)
+    nan[1, 3] = math.nan
+    return [
+        (vector, torch.zeros(32, 7, dtype=DOUBLE), ValueError, r"\(batch, 8\).*\(32, 7\)"),
+        (vector, torch.zeros(32, 8, 1, dtype=DOUBLE), ValueError, "shape"),
+        (vector, nan, ValueError, "finite"),
+        (vector, torch.zeros(2, 8), TypeError, "dtype"),
+        (vector, torch.zeros(2, 8, dtype=torch.int64), TypeError, "floating-point"),
+        (vector, [[0.0] * 8], TypeError, "torch.Tensor"),
+        (additive, torch.zeros(2, 9, dtype=DOUBLE), ValueError, r"\(batch, 8\)"),
+        (additive, nan, ValueError, "finite"),
+        (additive, torch.zeros(2, 8), TypeError, "dtype"),
+        (image, torch.zeros(2, 2, 4, 6, dtype=DOUBLE), ValueError, r"channels, 4, 4"),
+        (image, torch.zeros(2, 2, 16, dtype=DOUBLE), ValueError, "mask"),
+        (image, torch.zeros(2, 2, 4, 4), TypeError, "dtype"),
+        (channelwise, torch.zeros(2, 2, 4, 4, dtype=DOUBLE), ValueError, r"\(batch, 4, height"),
+        (scaling, torch.zeros(2, 7, dtype=DOUBLE), ValueError, r"\(batch, 8\)"),
+        (scaling, nan, ValueError, "finite"),
+        (scaling, torch.zeros(2, 8), TypeError, "dtype"),
+        (Squeeze(), torch.zeros(2, 8, dtype=DOUBLE), ValueError, "height, width"),
+        (Squeeze(), torch.zeros(2, 1, 4, 4, dtype=torch.int64), TypeError, "floating-point"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(bad_input_cases())))
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+def test_bad_inputs_raise_saying_what_was_expected(case, direction):
+    layer, bad, error, match = bad_input_cases()[case]
+    method = layer if direction == "forward" else layer.inverse
+    with pytest.raises(error, match="expected") as raised:
+        method(bad)
+    assert raised.match(match)
+
+
+def test_conditioner_with_the_wrong_output_shape_is_reported():
+    layer = AffineCoupling(half_mask(4), nn.Linear(4, 4).double())
+    with pytest.raises(ValueError, match=r"expected the conditioner to return shape \(3, 8\)"):
+        layer(torch.zeros(3, 4, dtype=DOUBLE))
+    layer = AdditiveCoupling(half_mask(4), nn.Linear(4, 8).double())
+    with pytest.raises(ValueError, match=r"expected the conditioner to return shape \(3, 4\)"):
+        layer.inverse(torch.zeros(3, 4, dtype=DOUBLE))
+
+
+ALL_KEPT = torch.ones(4, dtype=torch.bool)
+BOARD = checkerboard_mask(4, 4)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: AffineCoupling(half_mask(4).float(), nn.Linear(4, 8)), TypeError, "bool"),
+        (lambda: AffineCoupling([True, False], nn.Linear(2, 4)), TypeError, "torch.Tensor"),
+        (
+            lambda: AffineCoupling(torch.ones(4, dtype=torch.bool), nn.Linear(4, 8)),
+            ValueError,
+            "both",
+        ),
+        (
+            lambda: AffineCoupling(torch.ones(2, 2, dtype=torch.bool), nn.Linear(4, 8)),
+            ValueError,
+            "shape",
+        ),
+        (lambda: AffineCoupling(half_mask(4), lambda x: x), TypeError, "nn.Module"),
+        (lambda: AdditiveCoupling(half_mask(4), "mlp"), TypeError, "nn.Module"),
+        (lambda: AffineCoupling(half_mask(4), nn.Linear(4, 8), 0.0), ValueError, "bound"),
+        (lambda: AffineCoupling(half_mask(4), nn.Linear(4, 8), math.inf), ValueError, "bound"),
+        (lambda: AffineCoupling.for_vectors(checkerboard_mask(2, 2)), ValueError, "vector mask"),
+        (lambda: AffineCoupling.for_images(half_mask(4), 2), ValueError, "image mask"),
+        (lambda: AffineCoupling.for_images(channel_mask(4), 2), ValueError, "in_channels=2"),
+        (
+            lambda: AdditiveCoupling.for_images(checkerboard_mask(4, 4), 0),
+            ValueError,
+            "in_channels",
+        ),
+        (lambda: DiagonalScaling(0), ValueError, "event_shape"),
+        (lambda: DiagonalScaling((2, -1)), ValueError, "event_shape"),
+        (lambda: DiagonalScaling("8"), ValueError, "event_shape"),
+    ],
+)
+def test_bad_construction_raises_saying_what_was_expected(make, error, match):
+    with pytest.raises(error, match="expected") as raised:
+        make()
+    assert raised.match(match)
+
+
+# --------------------------------------------------------------------------- doctests
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        flowcourse.coupling.masks,
+        flowcourse.coupling.additive,
+        flowcourse.coupling.affine,
+        flowcourse.coupling.scaling,
+        flowcourse.coupling.squeeze,
+    ],
+)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
