@@ -1,0 +1,30 @@
+"""Autoregressive flows: MADE, the MAF layer, IAF layers and the IAF posterior of a VAE.
+
+Every layer follows the package convention: ``forward`` maps data to noise and returns
+``log|det ∂z/∂x|``. MAF is one MADE pass in that direction and :math:`D` passes back;
+IAF is the mirror image (one pass to sample, :math:`D` passes to score data).
+Taught in the chapters *MADE*, *MAF* and *IAF and variational inference*.
+"""
+
+from flowcourse.autoregressive.iaf import GatedInverseAutoregressive, InverseAutoregressive
+from flowcourse.autoregressive.made import (
+    MADE,
+    MaskedLinear,
+    hidden_degrees,
+    natural_order,
+    random_order,
+)
+from flowcourse.autoregressive.maf import MaskedAffineAutoregressive
+from flowcourse.autoregressive.posterior import IAFPosterior
+
+__all__ = [
+    "MADE",
+    "MaskedLinear",
+    "hidden_degrees",
+    "natural_order",
+    "random_order",
+    "MaskedAffineAutoregressive",
+    "InverseAutoregressive",
+    "GatedInverseAutoregressive",
+    "IAFPosterior",
+]

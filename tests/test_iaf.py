@@ -1,0 +1,312 @@
+"""IAF layers (affine and gated) and the IAF posterior of a VAE."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn import functional as F
+
+from flowcourse.autoregressive import (
+    GatedInverseAutoregressive,
+    IAFPosterior,
+    InverseAutoregressive,
+    random_order,
+)
+from flowcourse.checks import (
+    check_autoregressive,
+    check_invertible,
+    check_log_det,
+    check_normalized,
+)
+from flowcourse.core import Compose, Flow, Inverse, StandardNormal, Transform
+from tests.helpers import randomize_parameters
+
+LAYERS = [InverseAutoregressive, GatedInverseAutoregressive]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64_by_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+class WithContext(Transform):
+    """A conditional layer with its context fixed, so the checks can call it as x -> z."""
+
+    def __init__(self, layer: Transform, context: torch.Tensor) -> None:
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("context", context)
+
+    @property
+    def order(self) -> torch.Tensor:
+        return self.layer.order
+
+    def forward(self, x):
+        return self.layer(x, self.context.expand(x.shape[0], -1))
+
+    def inverse(self, z):
+        return self.layer.inverse(z, self.context.expand(z.shape[0], -1))
+
+
+def random_layer(cls, features: int, seed: int, random_ordering: bool = True, **kwargs):
+    order = random_order(features, seed) if random_ordering else None
+    layer = cls(features, hidden_features=features + 3, order=order, **kwargs)
+    return randomize_parameters(layer, seed=seed, scale=0.5)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@settings(max_examples=10, deadline=None)
+@given(
+    features=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    random_ordering=st.booleans(),
+    context_features=st.sampled_from([0, 2]),
+)
+def test_invertible_log_det_and_triangular(cls, features, seed, random_ordering, context_features):
+    layer = random_layer(cls, features, seed, random_ordering, context_features=context_features)
+    generator = torch.Generator().manual_seed(seed)
+    x = 2 * torch.randn(5, features, generator=generator)
+    if context_features:
+        layer = WithContext(layer, torch.randn(1, context_features, generator=generator))
+    assert check_invertible(layer, x, atol=1e-10)
+    assert check_invertible(Inverse(layer), x, atol=1e-10)
+    assert check_log_det(layer, x)
+    assert check_log_det(Inverse(layer), x)
+    assert check_autoregressive(layer, x, layer.order)
+    assert check_autoregressive(Inverse(layer), x, layer.order)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_checks_see_a_real_non_identity_map(cls):
+    layer = random_layer(cls, 4, seed=1)
+    z = torch.randn(6, 4)
+    x, log_abs_det = layer.inverse(z)
+    assert (x - z).abs().max() > 0.1 and log_abs_det.abs().max() > 0.1
+    assert not check_autoregressive(Inverse(layer), z, layer.order.flip(0))
+
+
+def test_affine_iaf_sampling_is_the_paper_formula():
+    layer = random_layer(InverseAutoregressive, 3, seed=2)
+    z = torch.randn(4, 3)
+    shift, raw = layer.made(z).chunk(2, dim=1)
+    log_scale = 3.0 * torch.tanh(raw / 3.0)
+    x, log_abs_det = layer.inverse(z)
+    assert torch.allclose(x, z * torch.exp(log_scale) + shift)
+    assert torch.allclose(log_abs_det, log_scale.sum(dim=1))
+
+
+def test_gated_iaf_sampling_is_algorithm_1():
+    layer = random_layer(GatedInverseAutoregressive, 3, seed=3)
+    z = torch.randn(4, 3)
+    proposal, gate_logit = layer.made(z).chunk(2, dim=1)
+    gate = torch.sigmoid(gate_logit)
+    x, log_abs_det = layer.inverse(z)
+    assert torch.allclose(x, gate * z + (1 - gate) * proposal)
+    assert torch.allclose(log_abs_det, torch.log(gate).sum(dim=1))
+
+
+def test_fresh_layers():
+    z = torch.randn(5, 4)
+    x, log_abs_det = InverseAutoregressive(4, hidden_features=5).inverse(z)
+    assert torch.equal(x, z) and torch.equal(log_abs_det, torch.zeros(5))
+    # The gate starts at sigmoid(gate_bias), near 1, and the proposal at zero.
+    x, log_abs_det = GatedInverseAutoregressive(4, hidden_features=5, gate_bias=1.5).inverse(z)
+    assert torch.allclose(x, torch.sigmoid(torch.tensor(1.5)) * z)
+    assert torch.allclose(log_abs_det, torch.full((5,), 4 * F.logsigmoid(torch.tensor(1.5))))
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_flow_of_iafs_is_consistent_when_sampling(cls):
+    flow = Flow(Compose(*[random_layer(cls, 3, seed=s) for s in range(3)]), StandardNormal(3))
+    torch.manual_seed(0)
+    x, log_prob = flow.double().sample_and_log_prob(8)
+    assert torch.allclose(log_prob, flow.log_prob(x), atol=1e-10)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_state_dict_round_trip_gives_identical_log_dets(cls):
+    layer = random_layer(cls, 5, seed=4, context_features=2)
+    other = cls(5, hidden_features=8, seed=77, context_features=2)
+    other.load_state_dict(layer.state_dict())
+    z, context = torch.randn(6, 5), torch.randn(6, 2)
+    assert torch.equal(other.inverse(z, context)[1], layer.inverse(z, context)[1])
+    assert torch.equal(other(z, context)[0], layer(z, context)[0])
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_train_and_eval_agree(cls):
+    layer = random_layer(cls, 3, seed=5)
+    z = torch.randn(4, 3)
+    x_train, log_abs_det_train = layer.train().inverse(z)
+    x_eval, log_abs_det_eval = layer.eval().inverse(z)
+    assert torch.equal(x_train, x_eval) and torch.equal(log_abs_det_train, log_abs_det_eval)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_float32(cls):
+    layer = random_layer(cls, 4, seed=6).float()
+    x = torch.randn(5, 4, dtype=torch.float32)
+    assert check_invertible(layer, x)
+    assert check_log_det(layer, x)
+    assert check_log_det(Inverse(layer), x)
+
+
+BAD_INPUTS = [
+    ([[0.0, 1.0, 2.0]], TypeError),
+    (torch.zeros(2, 4), ValueError),
+    (torch.zeros(3), ValueError),
+    (torch.tensor([[0.0, math.nan, 0.0]]), ValueError),
+    (torch.zeros(2, 3, dtype=torch.float32), TypeError),
+    (torch.zeros(2, 3, dtype=torch.int64), TypeError),
+]
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+@pytest.mark.parametrize(("bad", "error"), BAD_INPUTS)
+def test_bad_input_raises(cls, direction, bad, error):
+    layer = cls(3, hidden_features=4)
+    with pytest.raises(error, match="expected"):
+        getattr(layer, direction)(bad)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (InverseAutoregressive, {"features": 0}),
+        (InverseAutoregressive, {"features": 3, "log_scale_bound": -1.0}),
+        (GatedInverseAutoregressive, {"features": 3, "gate_bias": math.nan}),
+        (GatedInverseAutoregressive, {"features": 4, "hidden_features": 2}),
+    ],
+)
+def test_bad_construction_raises(cls, kwargs):
+    with pytest.raises(ValueError, match="expected"):
+        cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- posterior
+
+
+def random_posterior(latent_features: int = 3, num_flows: int = 2, seed: int = 0) -> IAFPosterior:
+    posterior = IAFPosterior(
+        data_features=4,
+        latent_features=latent_features,
+        hidden_features=6,
+        num_flows=num_flows,
+        context_features=3,
+    )
+    return randomize_parameters(posterior, seed=seed, scale=0.4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(latent_features=st.integers(1, 4), num_flows=st.integers(0, 3), seed=st.integers(0, 999))
+def test_log_q_matches_the_jacobian_of_noise_to_latent(latent_features, num_flows, seed):
+    """log q(z|x) = log N(eps) - log|det dz/deps|, with the Jacobian from autograd."""
+    posterior = random_posterior(latent_features, num_flows, seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 4, generator=generator)
+    noise = torch.randn(3, 1, latent_features, generator=generator)
+    with torch.no_grad():
+        _, log_q = posterior(x, noise)
+    for eps, value in zip(noise[:, 0], log_q[:, 0], strict=True):
+        jac = torch.autograd.functional.jacobian(
+            lambda e: posterior(x, e.reshape(1, 1, -1))[0].reshape(-1), eps
+        )
+        gaussian = -0.5 * (eps**2).sum() - 0.5 * latent_features * math.log(2 * math.pi)
+        reference = gaussian - torch.linalg.slogdet(jac).logabsdet
+        assert abs(float(value - reference)) < 1e-10
+
+
+def test_log_prob_inverts_sampling_and_integrates_to_one():
+    posterior = random_posterior(latent_features=2, num_flows=2, seed=1)
+    x = torch.randn(3, 4)
+    torch.manual_seed(0)
+    z, log_q = posterior.sample_and_log_prob(x, num_samples=4)
+    for sample, value in zip(z, log_q, strict=True):
+        assert torch.allclose(posterior.log_prob(sample, x), value, atol=1e-10)
+    with torch.no_grad():
+        mu = posterior.encode(x[:1])[0]
+    center = float(mu.abs().max())
+    density = posterior_density(posterior, x[:1])
+    assert check_normalized(density, bounds=(-8 - center, 8 + center), resolution=160)
+
+
+def posterior_density(posterior: IAFPosterior, x: torch.Tensor):
+    return lambda z: posterior.log_prob(z, x.expand(z.shape[0], -1))
+
+
+def test_sampling_is_reparametrised():
+    posterior = random_posterior(seed=2)
+    torch.manual_seed(1)
+    z, log_q = posterior.sample_and_log_prob(torch.randn(5, 4), num_samples=2)
+    (z.square().sum() + log_q.sum()).backward()
+    for name, parameter in posterior.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_context_reaches_every_latent():
+    posterior = random_posterior(seed=3)
+    noise = torch.randn(1, 1, 3)
+
+    def latent_from_context(context: torch.Tensor) -> torch.Tensor:
+        z = noise.reshape(1, 3)
+        for step in posterior.steps:
+            z, _ = step.inverse(z, context=context)
+        return z.reshape(-1)
+
+    jac = torch.autograd.functional.jacobian(latent_from_context, torch.randn(1, 3))
+    assert torch.all(jac.abs().sum(dim=(1, 2)) > 0)
+
+
+def test_orderings_alternate_and_shapes():
+    posterior = IAFPosterior(4, latent_features=3, hidden_features=5, num_flows=3)
+    assert [step.order.tolist() for step in posterior.steps] == [[1, 2, 3], [3, 2, 1], [1, 2, 3]]
+    z, log_q = posterior.sample_and_log_prob(torch.randn(2, 4), num_samples=5)
+    assert z.shape == (5, 2, 3) and log_q.shape == (5, 2)
+
+
+def test_fresh_posterior_is_a_shrunk_standard_normal():
+    posterior = IAFPosterior(4, latent_features=3, hidden_features=5, num_flows=2)
+    noise = torch.randn(2, 6, 3)
+    z, log_q = posterior(torch.randn(6, 4), noise)
+    gate_log = float(F.logsigmoid(torch.tensor(2.0)))
+    assert torch.allclose(z, math.exp(2 * gate_log) * noise)
+    gaussian = -0.5 * noise.square().sum(-1) - 1.5 * math.log(2 * math.pi)
+    assert torch.allclose(log_q, gaussian - 2 * 3 * gate_log)
+
+
+def test_posterior_state_dict_round_trip():
+    posterior = random_posterior(seed=4)
+    other = IAFPosterior(4, 3, hidden_features=6, num_flows=2, context_features=3, seed=9)
+    other.load_state_dict(posterior.state_dict())
+    x, noise = torch.randn(2, 4), torch.randn(1, 2, 3)
+    assert torch.equal(other(x, noise)[1], posterior(x, noise)[1])
+
+
+def test_posterior_bad_inputs_raise():
+    posterior = IAFPosterior(4, latent_features=3, hidden_features=5)
+    x = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match=r"expected x of shape \(batch, 4\)"):
+        posterior.sample_and_log_prob(torch.zeros(2, 5))
+    with pytest.raises(TypeError, match="expected"):
+        posterior.sample_and_log_prob(x.float())
+    with pytest.raises(ValueError, match="expected num_samples"):
+        posterior.sample_and_log_prob(x, num_samples=0)
+    with pytest.raises(ValueError, match=r"expected noise of shape \(num_samples, 2, 3\)"):
+        posterior(x, torch.zeros(1, 3, 3))
+    with pytest.raises(ValueError, match="expected z with the batch size"):
+        posterior.log_prob(torch.zeros(3, 3), x)
+    with pytest.raises(ValueError, match="expected"):
+        posterior.log_prob(torch.zeros(2, 2), x)
+    with pytest.raises(ValueError, match="expected latent_features"):
+        IAFPosterior(4, latent_features=0)
+    with pytest.raises(ValueError, match="expected every hidden layer"):
+        IAFPosterior(4, latent_features=8, hidden_features=4)
