@@ -1,0 +1,478 @@
+r"""Ready-made flows for the book's data: one factory per model, each returning a :class:`Flow`.
+
+Every factory builds its model from the package's layers (nothing here is a new layer),
+puts a standard normal base under it, and records how it was called in
+``flow.config = {"factory": name, "kwargs": {...}}``. The kwargs are plain numbers,
+strings and lists, so :func:`flowcourse.io.save` can write them next to the weights and
+:func:`flowcourse.io.load` can rebuild the model with
+``getattr(flowcourse.models, name)(**kwargs)``. That is also why the Glow factory picks
+its permutation and coupling *by name* (``permutation="conv1x1"``) rather than taking a
+class: a class cannot be written into a checkpoint's JSON, a name can.
+
+``seed`` fixes every random choice a factory makes (initial weights, random
+permutations, initial planar/radial directions), without touching the global random
+state: the same call gives the same model on every machine.
+
+Vector models take ``(batch, features)``; image models take ``(batch, channels, height,
+width)`` in logit space (see the chapter *RealNVP* for the dequantization and logit
+transform that get the 8x8 digits there).
+
+Example:
+    >>> from flowcourse import models
+    >>> flow = models.maf(features=2, num_layers=5, hidden_features=64)
+    >>> flow.config["factory"], flow.config["kwargs"]["hidden_features"]
+    ('maf', 64)
+    >>> flow.log_prob(torch.zeros(3, 2)).shape
+    torch.Size([3])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from flowcourse.autoregressive import InverseAutoregressive, MaskedAffineAutoregressive
+from flowcourse.core import Compose, Flow, StandardNormal, Transform
+from flowcourse.coupling import (
+    AdditiveCoupling,
+    AffineCoupling,
+    DiagonalScaling,
+    alternating_mask,
+    half_mask,
+    realnvp_multiscale,
+)
+from flowcourse.glow import Invertible1x1Conv, LUInvertible1x1Conv, glow_multiscale
+from flowcourse.permutations import RandomPermutation, ReversePermutation
+from flowcourse.vi import Planar, Radial
+
+__all__ = [
+    "nice",
+    "realnvp",
+    "maf",
+    "iaf",
+    "planar",
+    "radial",
+    "realnvp_image",
+    "glow",
+    "GLOW_PERMUTATIONS",
+    "GLOW_COUPLINGS",
+]
+
+#: Glow's channel mixing, by name: ``(channels, seed) -> Transform``. Names, not classes,
+#: because ``flow.config`` goes into a checkpoint's JSON.
+GLOW_PERMUTATIONS: dict[str, Callable[[int, int], Transform]] = {
+    "conv1x1": lambda channels, seed: LUInvertible1x1Conv(channels, seed=seed),
+    "conv1x1_full": lambda channels, seed: Invertible1x1Conv(channels, seed=seed),
+    "shuffle": lambda channels, seed: RandomPermutation(channels, seed=seed),
+    "reverse": lambda channels, seed: ReversePermutation(channels),
+}
+
+#: Glow's coupling, by name: ``(mask, channels, hidden_channels) -> Transform``.
+GLOW_COUPLINGS: dict[str, Callable[..., Transform]] = {
+    "affine": AffineCoupling.for_images,
+    "additive": AdditiveCoupling.for_images,
+}
+
+
+def nice(
+    features: int,
+    num_layers: int = 4,
+    hidden_features: int = 64,
+    num_hidden_layers: int = 2,
+    seed: int = 0,
+) -> Flow:
+    r"""NICE (Dinh et al. 2015): additive couplings, then a diagonal scaling.
+
+    Layer :math:`k` keeps every other feature (the parity alternates between layers) and
+    shifts the rest, :math:`z_{1-m} = x_{1-m} + t_k(x_m)`, which preserves volume; the
+    final :class:`~flowcourse.coupling.DiagonalScaling` :math:`z = x \odot e^{s}` is the
+    only volume change, so :math:`\log|\det \partial z/\partial x| = \sum_i s_i`, the same
+    for every point. Conditioners are MLPs with ``num_hidden_layers`` hidden layers of
+    ``hidden_features`` units. Taught in the chapter *NICE*.
+
+    Example:
+        >>> flow = nice(features=2, num_layers=4, hidden_features=16)
+        >>> flow.sample(3).shape
+        torch.Size([3, 2])
+    """
+    config = _config("nice", locals())
+    _check_coupling_features(features)
+    _check_positive(num_layers=num_layers)
+    with _seeded(seed):
+        layers: list[Transform] = [
+            AdditiveCoupling.for_vectors(
+                alternating_mask(features, parity=k % 2), hidden_features, num_hidden_layers
+            )
+            for k in range(num_layers)
+        ]
+        layers.append(DiagonalScaling(features))
+    return _flow(Compose(*layers), features, config)
+
+
+def realnvp(
+    features: int,
+    num_layers: int = 6,
+    hidden_features: int = 64,
+    num_hidden_layers: int = 2,
+    log_scale_bound: float = 3.0,
+    seed: int = 0,
+) -> Flow:
+    r"""RealNVP on vectors (Dinh et al. 2017): affine couplings with reversals between them.
+
+    Each layer keeps the first half of the features and scales and shifts the rest,
+
+    .. math::
+
+        z_{1-m} = x_{1-m} \odot e^{s(x_m)} + t(x_m), \qquad
+        \log\left|\det \frac{\partial z}{\partial x}\right| = \sum_i s_i(x_m),
+
+    and a :class:`~flowcourse.permutations.ReversePermutation` between layers swaps the
+    roles of the halves, so every feature is transformed by every other layer. The
+    log-scale is soft-clamped to ``(-log_scale_bound, log_scale_bound)``. Conditioners are
+    MLPs with ``num_hidden_layers`` hidden layers of ``hidden_features`` units.
+    Taught in the chapter *RealNVP*; for images use :func:`realnvp_image`.
+
+    Example:
+        >>> flow = realnvp(features=2, num_layers=6, hidden_features=16)
+        >>> flow.log_prob(torch.zeros(1, 2))
+        tensor([-1.8379], grad_fn=<AddBackward0>)
+    """
+    config = _config("realnvp", locals())
+    _check_coupling_features(features)
+    _check_positive(num_layers=num_layers)
+    layers: list[Transform] = []
+    with _seeded(seed):
+        for k in range(num_layers):
+            if k > 0:
+                layers.append(ReversePermutation(features))
+            layers.append(
+                AffineCoupling.for_vectors(
+                    half_mask(features), hidden_features, num_hidden_layers, log_scale_bound
+                )
+            )
+    return _flow(Compose(*layers), features, config)
+
+
+def maf(
+    features: int,
+    num_layers: int = 5,
+    hidden_features: int = 64,
+    num_hidden_layers: int = 2,
+    seed: int = 0,
+) -> Flow:
+    r"""A masked autoregressive flow (Papamakarios et al. 2017) for density estimation.
+
+    ``num_layers`` :class:`~flowcourse.autoregressive.MaskedAffineAutoregressive` layers,
+
+    .. math::
+
+        z_i = (x_i - \mu_i(x_{<i}))\, e^{-\alpha_i(x_{<i})}, \qquad
+        \log\left|\det \frac{\partial z}{\partial x}\right| = -\sum_i \alpha_i,
+
+    whose MADE (Germain et al. 2015) orders alternate between :math:`1, \dots, D` and
+    :math:`D, \dots, 1`: reversing the order between layers lets every feature condition
+    every other. Scoring data is one pass per layer; sampling is :math:`D` passes.
+    Each MADE has ``num_hidden_layers`` hidden layers of ``hidden_features`` units.
+    Taught in the chapter *MAF*.
+
+    Example:
+        >>> flow = maf(features=3, num_layers=5, hidden_features=16)
+        >>> flow.sample(4).shape
+        torch.Size([4, 3])
+    """
+    config = _config("maf", locals())
+    _check_positive(features=features, num_layers=num_layers)
+    with _seeded(seed):
+        layers = [
+            MaskedAffineAutoregressive(
+                features,
+                hidden_features,
+                num_hidden_layers,
+                order=_alternating_order(features, k),
+                seed=seed + k,
+            )
+            for k in range(num_layers)
+        ]
+    return _flow(Compose(*layers), features, config)
+
+
+def iaf(
+    features: int,
+    num_layers: int = 5,
+    hidden_features: int = 64,
+    num_hidden_layers: int = 2,
+    seed: int = 0,
+) -> Flow:
+    r"""An inverse autoregressive flow (Kingma et al. 2016) for variational inference.
+
+    ``num_layers`` :class:`~flowcourse.autoregressive.InverseAutoregressive` layers, whose
+    sampling direction (noise to data) is one pass each,
+
+    .. math::
+
+        x_i = z_i\, e^{\alpha_i(z_{<i})} + \mu_i(z_{<i}), \qquad
+        \log\left|\det \frac{\partial x}{\partial z}\right| = \sum_i \alpha_i,
+
+    with the MADE orders reversed between layers. ``flow.sample_and_log_prob(n)`` is
+    therefore cheap (the reverse-KL objective of variational inference), while
+    ``flow.log_prob(x)`` of outside data takes :math:`D` passes per layer.
+    Taught in the chapter *IAF and variational inference*.
+
+    Example:
+        >>> flow = iaf(features=2, num_layers=5, hidden_features=16)
+        >>> x, log_prob = flow.sample_and_log_prob(4)
+        >>> x.shape, log_prob.shape
+        (torch.Size([4, 2]), torch.Size([4]))
+    """
+    config = _config("iaf", locals())
+    _check_positive(features=features, num_layers=num_layers)
+    with _seeded(seed):
+        layers = [
+            InverseAutoregressive(
+                features,
+                hidden_features,
+                num_hidden_layers,
+                order=_alternating_order(features, k),
+                seed=seed + k,
+            )
+            for k in range(num_layers)
+        ]
+    return _flow(Compose(*layers), features, config)
+
+
+def planar(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
+    r"""A stack of planar flows (Rezende & Mohamed 2015) for variational inference.
+
+    Each layer, in the sampling direction, is
+
+    .. math::
+
+        x = z + \hat u \tanh(w^\top z + b), \qquad
+        \log\left|\det \frac{\partial x}{\partial z}\right|
+        = \log\left|1 + \hat u^\top (1 - \tanh^2(w^\top z + b))\, w\right|.
+
+    Sampling with its density (``sample_and_log_prob``) is closed-form; ``log_prob`` of
+    outside data solves a scalar equation per layer (see :class:`~flowcourse.vi.Planar`).
+    Layer :math:`k` draws its initial :math:`u, w` from ``seed + k``.
+    Taught in the chapter *IAF and variational inference*.
+
+    Example:
+        >>> flow = planar(features=2, num_layers=16)
+        >>> flow.sample_and_log_prob(5)[1].shape
+        torch.Size([5])
+    """
+    config = _config("planar", locals())
+    _check_positive(features=features, num_layers=num_layers)
+    with _seeded(seed):
+        layers = [Planar(features, seed=seed + k) for k in range(num_layers)]
+    return _flow(Compose(*layers), features, config)
+
+
+def radial(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
+    r"""A stack of radial flows (Rezende & Mohamed 2015) for variational inference.
+
+    Each layer contracts or expands space around a centre :math:`z_0`; in the sampling
+    direction, with :math:`r = \lVert z - z_0\rVert` and :math:`h = 1/(\alpha + r)`,
+
+    .. math::
+
+        x = z + \beta h (z - z_0), \qquad
+        \log\left|\det \frac{\partial x}{\partial z}\right|
+        = (D - 1)\log(1 + \beta h) + \log(1 + \alpha \beta h^2),
+
+    with :math:`\alpha > 0, \beta > -\alpha` (see :class:`~flowcourse.vi.Radial`).
+    Layer :math:`k` draws its initial centre, :math:`\alpha` and :math:`\beta` from
+    ``seed + k``.
+    Taught in the chapter *IAF and variational inference*.
+
+    Example:
+        >>> flow = radial(features=2, num_layers=16)
+        >>> flow.sample(5).shape
+        torch.Size([5, 2])
+    """
+    config = _config("radial", locals())
+    _check_positive(features=features, num_layers=num_layers)
+    with _seeded(seed):
+        layers = [Radial(features, seed=seed + k) for k in range(num_layers)]
+    return _flow(Compose(*layers), features, config)
+
+
+def realnvp_image(
+    image_shape: Sequence[int] = (1, 8, 8),
+    num_scales: int = 2,
+    hidden_channels: int = 64,
+    num_hidden_layers: int = 1,
+    log_scale_bound: float = 3.0,
+    seed: int = 0,
+) -> Flow:
+    r"""RealNVP's multi-scale image model (Dinh et al. 2017, Sec. 3.6) for the 8x8 digits.
+
+    Checkerboard affine couplings, a squeeze, channel-wise affine couplings, then half of
+    the variables are factored out and the rest go to the next scale (see
+    :func:`~flowcourse.coupling.realnvp_multiscale`). Every coupling is
+
+    .. math::
+
+        z_{1-m} = x_{1-m} \odot e^{s(x_m)} + t(x_m), \qquad
+        \log\left|\det \frac{\partial z}{\partial x}\right| = \sum_i s_i(x_m),
+
+    with a small :class:`~flowcourse.nets.ConvNet` computing :math:`s, t`. The flow maps
+    ``(batch, *image_shape)`` logit-space images to noise of the same shape.
+    Height and width must be divisible by :math:`2^{\text{num\_scales} - 1}`.
+    Taught in the chapter *RealNVP*.
+
+    Example:
+        >>> flow = realnvp_image((1, 8, 8), num_scales=2, hidden_channels=8)
+        >>> flow.sample(2).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    config = _config("realnvp_image", locals())
+    channels, height, width = _check_image_shape(image_shape)
+    with _seeded(seed):
+        transform = realnvp_multiscale(
+            channels,
+            (height, width),
+            num_scales,
+            hidden_channels,
+            num_hidden_layers,
+            log_scale_bound,
+        )
+    return _flow(transform, (channels, height, width), config)
+
+
+def glow(
+    image_shape: Sequence[int] = (1, 8, 8),
+    num_scales: int = 2,
+    steps_per_scale: int = 4,
+    hidden_channels: int = 64,
+    permutation: str = "conv1x1",
+    coupling: str = "affine",
+    seed: int = 0,
+) -> Flow:
+    r"""A small multi-scale Glow (Kingma & Dhariwal 2018) for the 8x8 digits.
+
+    Each scale squeezes the image and applies ``steps_per_scale`` Glow steps,
+    ActNorm :math:`\to` channel mixing :math:`\to` coupling,
+
+    .. math::
+
+        \log\left|\det \frac{\partial z}{\partial x}\right|
+        = H W \sum_c s_c + H W \log|\det W| + \sum_i s_i(u),
+
+    then factors out half of the channels (see :func:`~flowcourse.glow.glow_multiscale`).
+    The parts are chosen by name, so that ``flow.config`` can be saved in a checkpoint:
+
+    - ``permutation``: ``"conv1x1"`` (LU-parametrised invertible 1x1 convolution, the
+      paper's choice), ``"conv1x1_full"`` (unconstrained :math:`W`), ``"shuffle"`` (a
+      fixed random permutation) or ``"reverse"`` (RealNVP's reversal): the paper's
+      ablation;
+    - ``coupling``: ``"affine"`` or ``"additive"``.
+
+    Step :math:`k` draws its 1x1 convolution or shuffle from ``seed + k``. Height and
+    width must be divisible by :math:`2^{\text{num\_scales}}`. ActNorm initialises on the
+    first batch it sees in training mode, so pass a batch of data through
+    ``flow.log_prob`` before sampling. Taught in the chapter *Glow*.
+
+    Example:
+        >>> flow = glow((1, 8, 8), num_scales=2, steps_per_scale=2, hidden_channels=8)
+        >>> flow.log_prob(torch.randn(16, 1, 8, 8)).shape  # initialises ActNorm
+        torch.Size([16])
+        >>> flow.sample(2).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    config = _config("glow", locals())
+    channels, height, width = _check_image_shape(image_shape)
+    make_permutation = _choose("permutation", permutation, GLOW_PERMUTATIONS)
+    make_coupling = _choose("coupling", coupling, GLOW_COUPLINGS)
+    step_seeds = itertools.count(seed)
+
+    def seeded_permutation(num_channels: int) -> Transform:
+        # A different rotation or shuffle for every step, all reproducible from ``seed``.
+        return make_permutation(num_channels, next(step_seeds))
+
+    with _seeded(seed):
+        transform = glow_multiscale(
+            channels,
+            (height, width),
+            num_scales,
+            steps_per_scale,
+            hidden_channels,
+            permutation=seeded_permutation,
+            coupling=make_coupling,
+        )
+    return _flow(transform, (channels, height, width), config)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Build under a fixed CPU seed, then put the global random state back."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"expected seed to be an int, got {type(seed).__name__}")
+    state = torch.get_rng_state()
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state)
+
+
+def _config(factory: str, arguments: dict[str, object]) -> dict[str, object]:
+    # Tuples become lists, as they would after a JSON round trip, so a saved config and
+    # the live one compare equal.
+    kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()}
+    return {"factory": factory, "kwargs": kwargs}
+
+
+def _flow(transform: Transform, event_shape: int | tuple[int, ...], config: dict) -> Flow:
+    flow = Flow(transform, StandardNormal(event_shape))
+    flow.config = config
+    return flow
+
+
+def _alternating_order(features: int, layer: int) -> torch.Tensor:
+    """MADE order :math:`1..D` for even layers and :math:`D..1` for odd ones."""
+    order = torch.arange(1, features + 1)
+    return order if layer % 2 == 0 else order.flip(0)
+
+
+def _choose(
+    name: str, key: object, choices: dict[str, Callable[..., Transform]]
+) -> Callable[..., Transform]:
+    if not isinstance(key, str) or key not in choices:
+        valid = ", ".join(repr(k) for k in choices)
+        raise ValueError(f"expected {name} to be one of {valid}, got {key!r}")
+    return choices[key]
+
+
+def _check_positive(**values: object) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+
+
+def _check_coupling_features(features: object) -> None:
+    if isinstance(features, bool) or not isinstance(features, int) or features < 2:
+        raise ValueError(
+            f"expected features to be an int >= 2 (a coupling splits the features in two), "
+            f"got {features!r}"
+        )
+
+
+def _check_image_shape(image_shape: object) -> tuple[int, int, int]:
+    valid = isinstance(image_shape, Sequence) and len(image_shape) == 3
+    valid = valid and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in image_shape
+    )
+    if not valid:
+        raise ValueError(
+            f"expected image_shape to be (channels, height, width) of positive ints, "
+            f"got {image_shape!r}"
+        )
+    channels, height, width = image_shape
+    return channels, height, width
