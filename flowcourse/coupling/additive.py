@@ -38,6 +38,8 @@ class AdditiveCoupling(Transform):
         conditioner: a module mapping a tensor of the event shape to the same shape,
             e.g. ``(batch, D) -> (batch, D)``. It sees the masked input :math:`m \odot x`,
             so for images it sees zeros at the transformed positions.
+        in_channels: for image masks, the number of channels to accept (a checkerboard
+            mask broadcasts over channels, so it cannot tell); ``None`` accepts any.
 
     Example:
         >>> import torch
@@ -48,12 +50,17 @@ class AdditiveCoupling(Transform):
         (torch.Size([3, 4]), tensor([0., 0., 0.]))
     """
 
-    def __init__(self, mask: Tensor, conditioner: nn.Module) -> None:
+    def __init__(
+        self, mask: Tensor, conditioner: nn.Module, *, in_channels: int | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(conditioner, nn.Module):
             kind = type(conditioner).__name__
             raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
+        if in_channels is not None:
+            check_image_mask(mask, in_channels)
         self.register_buffer("mask", check_mask(mask).clone())
+        self.in_channels = in_channels
         self.conditioner = conditioner
 
     @classmethod
@@ -74,7 +81,8 @@ class AdditiveCoupling(Transform):
         The network sees zeros at the masked-out (transformed) positions.
         """
         mask = check_image_mask(mask, in_channels)
-        return cls(mask, ConvNet(in_channels, in_channels, hidden_channels, num_hidden_layers))
+        conditioner = ConvNet(in_channels, in_channels, hidden_channels, num_hidden_layers)
+        return cls(mask, conditioner, in_channels=in_channels)
 
     def shift(self, x: Tensor) -> Tensor:
         r"""The shift :math:`(1 - m) \odot t(m \odot x)`; it is zero on the kept values."""
@@ -88,9 +96,9 @@ class AdditiveCoupling(Transform):
         return shift * (1 - keep)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_matches_module(check_against_mask(x, self.mask), self)
+        x = check_matches_module(check_against_mask(x, self.mask, "x", self.in_channels), self)
         return x + self.shift(x), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_matches_module(check_against_mask(z, self.mask, "z"), self)
+        z = check_matches_module(check_against_mask(z, self.mask, "z", self.in_channels), self)
         return z - self.shift(z), z.new_zeros(z.shape[0])

@@ -69,6 +69,8 @@ class AffineCoupling(Transform):
             the mask multiplies the input, an image conditioner sees zeros at the
             transformed positions.
         log_scale_bound: the bound :math:`b > 0` of the soft clamp.
+        in_channels: for image masks, the number of channels to accept (a checkerboard
+            mask broadcasts over channels, so it cannot tell); ``None`` accepts any.
 
     Example:
         >>> import torch
@@ -79,7 +81,14 @@ class AffineCoupling(Transform):
         (torch.Size([5, 2, 4, 4]), torch.Size([5]))
     """
 
-    def __init__(self, mask: Tensor, conditioner: nn.Module, log_scale_bound: float = 3.0) -> None:
+    def __init__(
+        self,
+        mask: Tensor,
+        conditioner: nn.Module,
+        log_scale_bound: float = 3.0,
+        *,
+        in_channels: int | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(conditioner, nn.Module):
             kind = type(conditioner).__name__
@@ -88,7 +97,10 @@ class AffineCoupling(Transform):
         is_number = isinstance(bound, (int, float)) and not isinstance(bound, bool)
         if not is_number or not math.isfinite(bound) or bound <= 0:
             raise ValueError(f"expected log_scale_bound to be a positive float, got {bound!r}")
+        if in_channels is not None:
+            check_image_mask(mask, in_channels)
         self.register_buffer("mask", check_mask(mask).clone())
+        self.in_channels = in_channels
         self.conditioner = conditioner
         self.log_scale_bound = float(log_scale_bound)
 
@@ -121,7 +133,7 @@ class AffineCoupling(Transform):
         """
         mask = check_image_mask(mask, in_channels)
         conditioner = ConvNet(in_channels, 2 * in_channels, hidden_channels, num_hidden_layers)
-        return cls(mask, conditioner, log_scale_bound)
+        return cls(mask, conditioner, log_scale_bound, in_channels=in_channels)
 
     def shift_and_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r"""The shift :math:`t` and clamped log-scale :math:`s`, both zero on the kept values.
@@ -142,12 +154,12 @@ class AffineCoupling(Transform):
         return shift * (1 - keep), log_scale * (1 - keep)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_matches_module(check_against_mask(x, self.mask), self)
+        x = check_matches_module(check_against_mask(x, self.mask, "x", self.in_channels), self)
         shift, log_scale = self.shift_and_log_scale(x)
         return x * log_scale.exp() + shift, log_scale.flatten(1).sum(dim=1)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_matches_module(check_against_mask(z, self.mask, "z"), self)
+        z = check_matches_module(check_against_mask(z, self.mask, "z", self.in_channels), self)
         shift, log_scale = self.shift_and_log_scale(z)
         return (z - shift) * (-log_scale).exp(), -log_scale.flatten(1).sum(dim=1)
 

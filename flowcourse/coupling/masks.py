@@ -165,28 +165,36 @@ def check_image_mask(mask: object, in_channels: int) -> Tensor:
     return mask
 
 
-def _describe(mask: Tensor) -> str:
-    """The input shape a mask accepts, e.g. ``(batch, 8)`` or ``(batch, channels, 4, 4)``."""
+def _expected_shape(mask: Tensor, in_channels: int | None) -> list[int | str]:
+    """The event shape a mask accepts, with names for the axes it broadcasts over."""
     if mask.dim() == 1:
-        return f"(batch, {mask.shape[0]})"
+        return [mask.shape[0]]
     names = ("channels", "height", "width")
-    sizes = [name if size == 1 else str(size) for name, size in zip(names, mask.shape, strict=True)]
-    return f"(batch, {', '.join(sizes)})"
+    shape: list[int | str] = [
+        name if size == 1 else size for name, size in zip(names, mask.shape, strict=True)
+    ]
+    if in_channels is not None:
+        shape[0] = in_channels
+    return shape
 
 
-def check_against_mask(x: object, mask: Tensor, name: str = "x") -> Tensor:
+def check_against_mask(
+    x: object, mask: Tensor, name: str = "x", in_channels: int | None = None
+) -> Tensor:
     """Check that ``x`` is a finite float tensor whose event shape the mask fits.
 
-    A mask axis of size 1 broadcasts (any size is accepted there); any other size must
-    match exactly, since an input the mask only partly covers would be silently wrong.
+    A mask axis of size 1 broadcasts (any size is accepted there, except that the
+    channels must equal ``in_channels`` when it is given); any other size must match
+    exactly, since an input the mask only partly covers would be silently wrong.
     """
     x = check_tensor(x, name)
-    fits = x.dim() == mask.dim() + 1 and all(
-        m == 1 or m == s for m, s in zip(mask.shape, x.shape[1:], strict=True)
+    expected = _expected_shape(mask, in_channels)
+    fits = x.dim() == len(expected) + 1 and all(
+        isinstance(e, str) or e == s for e, s in zip(expected, x.shape[1:], strict=True)
     )
     if not fits:
         raise ValueError(
-            f"expected {name} of shape {_describe(mask)} to match the mask of shape "
-            f"{tuple(mask.shape)}, got {tuple(x.shape)}"
+            f"expected {name} of shape (batch, {', '.join(map(str, expected))}) to match the "
+            f"mask of shape {tuple(mask.shape)}, got {tuple(x.shape)}"
         )
     return x
