@@ -24,6 +24,12 @@ def float64_by_default():
     torch.set_default_dtype(previous)
 
 
+@pytest.fixture(autouse=True)
+def fixed_seed():
+    """Tests that draw from the global generator see the same numbers in any order."""
+    torch.manual_seed(0)
+
+
 def made_jacobian(made: MADE, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
     """Largest |d out / d x| over the batch, shape (k * D, D)."""
     rows = []

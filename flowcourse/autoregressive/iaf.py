@@ -34,7 +34,8 @@ class InverseAutoregressive(_MaskedAutoregressive):
 
     Data to noise (``forward``) solves for :math:`z` one position at a time,
     :math:`z_i = (x_i - \mu_i(z_{<i}))\, e^{-\alpha_i(z_{<i})}`, in :math:`D` passes, and
-    returns :math:`-\sum_i \alpha_i`. The log-scale is soft-clamped as in
+    returns :math:`-\sum_i \alpha_i`; like every density direction of IAF it is meant for
+    points the layer could have sampled. The log-scale is soft-clamped as in
     :class:`~flowcourse.autoregressive.MaskedAffineAutoregressive`, and a fresh layer is
     the identity. Taught in the chapter *IAF and variational inference*.
 
@@ -72,10 +73,11 @@ class InverseAutoregressive(_MaskedAutoregressive):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = self._check(x, "x")
         z = torch.zeros_like(x)
-        # After pass t every z at position <= t is exact (its shift and scale read earlier z).
-        for _ in range(self.features):
+        # Pass t solves the feature at position t: its shift and scale read only earlier,
+        # already solved, positions. Later positions stay 0, so no pass sees garbage.
+        for position in range(1, self.features + 1):
             shift, log_scale = self._shift_and_log_scale(z, context)
-            z = (x - shift) * torch.exp(-log_scale)
+            z = torch.where(self.order == position, (x - shift) * torch.exp(-log_scale), z)
         return z, -log_scale.sum(dim=1)
 
 
@@ -96,7 +98,11 @@ class GatedInverseAutoregressive(_MaskedAutoregressive):
     starts at ``gate_bias`` (the paper suggests +1 or +2) so that :math:`\sigma` starts
     near 1 and the step near the identity. ``forward`` (data to noise) inverts the update
     position by position, :math:`z_i = (x_i - (1 - \sigma_i) m_i) / \sigma_i`, in :math:`D`
-    passes. Taught in the chapter *IAF and variational inference*.
+    passes. That direction expands (it divides by :math:`\sigma < 1`, and a large
+    :math:`z_i` can close the gates of later features further), so data far from what the
+    layer samples can map to huge :math:`z`, even overflow in float32. IAF is built to
+    sample and to score its own samples, where this does not happen.
+    Taught in the chapter *IAF and variational inference*.
 
     Example:
         >>> step = GatedInverseAutoregressive(3, hidden_features=8, context_features=2)
@@ -135,9 +141,10 @@ class GatedInverseAutoregressive(_MaskedAutoregressive):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = self._check(x, "x")
         z = torch.zeros_like(x)
-        # After pass t every z at position <= t is exact (its gate and proposal read earlier z).
-        for _ in range(self.features):
+        # Pass t solves the feature at position t from the earlier, already solved, ones;
+        # later positions stay 0, so no pass divides garbage by a small gate.
+        for position in range(1, self.features + 1):
             proposal, gate_logit = self.made(z, context).chunk(2, dim=1)
             gate = torch.sigmoid(gate_logit)
-            z = (x - (1 - gate) * proposal) / gate
+            z = torch.where(self.order == position, (x - (1 - gate) * proposal) / gate, z)
         return z, -F.logsigmoid(gate_logit).sum(dim=1)

@@ -109,11 +109,13 @@ class MaskedAffineAutoregressive(_MaskedAutoregressive):
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = self._check(z, "z")
         x = torch.zeros_like(z)
-        # After pass t every feature at position <= t in the ordering is exact, because its
-        # shift and scale only read features at earlier positions.
-        for _ in range(self.features):
+        # Pass t solves the feature at position t in the ordering: its shift and scale read
+        # only earlier positions, solved already. Later positions stay 0 (rewriting them
+        # every pass would feed the MADE garbage that can grow by e^bound per pass).
+        for position in range(1, self.features + 1):
             shift, log_scale = self._shift_and_log_scale(x, context)
-            x = z * torch.exp(log_scale) + shift
+            x = torch.where(self.order == position, z * torch.exp(log_scale) + shift, x)
+        # The last pass read every position but the last one, so all its scales are final.
         return x, log_scale.sum(dim=1)
 
 

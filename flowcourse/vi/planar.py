@@ -67,27 +67,32 @@ class Planar(Transform):
         self.w = nn.Parameter(scale * torch.randn(features, generator=generator))
         self.b = nn.Parameter(torch.zeros(()))
 
+    def w_dot_u_hat(self) -> Tensor:
+        r""":math:`w^\top \hat u = m(w^\top u) = -1 + \operatorname{softplus}(w^\top u) \ge -1`.
+
+        Computed from the formula rather than as a dot product, whose rounding could land a
+        hair below -1 when :math:`w^\top u \ll 0`; softplus is never negative.
+        """
+        return F.softplus(self.w @ self.u) - 1
+
     def u_hat(self) -> Tensor:
-        r"""The constrained vector :math:`\hat u`, with :math:`w^\top \hat u > -1`."""
+        r"""The constrained vector :math:`\hat u`, with :math:`w^\top \hat u \ge -1`."""
         w_dot_u = self.w @ self.u
-        m = F.softplus(w_dot_u) - 1
         # clamp_min only matters if training drives w to exactly zero (then u_hat = u).
         squared_norm = (self.w @ self.w).clamp_min(torch.finfo(self.w.dtype).tiny)
-        return self.u + (m - w_dot_u) * self.w / squared_norm
+        return self.u + (self.w_dot_u_hat() - w_dot_u) * self.w / squared_norm
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         z = check_matches_module(check_features(z, self.features, "z"), self, "z")
-        u_hat = self.u_hat()
         activation = torch.tanh(z @ self.w + self.b)
-        x = z + activation.unsqueeze(1) * u_hat
-        # 1 + u_hat^T psi(z) = 1 + (1 - tanh^2) w^T u_hat > 0 because w^T u_hat > -1.
-        log_abs_det = torch.log1p((1 - activation**2) * (self.w @ u_hat))
+        x = z + activation.unsqueeze(1) * self.u_hat()
+        # 1 + u_hat^T psi(z) = 1 + (1 - tanh^2) w^T u_hat >= 0 because w^T u_hat >= -1.
+        log_abs_det = torch.log1p((1 - activation**2) * self.w_dot_u_hat())
         return x, log_abs_det
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = check_matches_module(check_features(x, self.features), self)
-        u_hat = self.u_hat()
-        w_dot_u_hat = self.w @ u_hat
+        u_hat, w_dot_u_hat = self.u_hat(), self.w_dot_u_hat()
         target = x @ self.w
         alpha = self._solve_for_alpha(target, w_dot_u_hat)
         activation = torch.tanh(alpha + self.b)
