@@ -75,8 +75,7 @@ class AdditiveCoupling(Transform):
     def for_images(
         cls, mask: Tensor, in_channels: int, hidden_channels: int = 64, num_hidden_layers: int = 1
     ) -> AdditiveCoupling:
-        """An additive coupling on ``(batch, C, H, W)`` images with a
-        :class:`~flowcourse.nets.ConvNet`.
+        """An additive coupling on ``(batch, C, H, W)`` images, conditioned by a ``ConvNet``.
 
         The network sees zeros at the masked-out (transformed) positions.
         """

@@ -126,8 +126,7 @@ class AffineCoupling(Transform):
         num_hidden_layers: int = 1,
         log_scale_bound: float = 3.0,
     ) -> AffineCoupling:
-        """An affine coupling on ``(batch, C, H, W)`` images with a
-        :class:`~flowcourse.nets.ConvNet`.
+        """An affine coupling on ``(batch, C, H, W)`` images, conditioned by a ``ConvNet``.
 
         The network sees zeros at the masked-out (transformed) positions.
         """
