@@ -39,10 +39,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
-	$(BIN)/pytest -n 2 tests -m "not browser"
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 tests -m "not browser"
 
 notebooks: $(STAMP)
-	$(BIN)/pytest -n 2 book
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 book
 
 build-strict: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -55,8 +55,10 @@ browser-deps:
 browser: browser-deps
 	$(BIN)/pytest tests -m browser
 
+# Two pytest workers with one thread each: two threads per worker on two cores
+# oversubscribe the machine and make Jacobian tests ten times slower.
 test: setup lint
-	$(BIN)/pytest -n 2 tests book -m "not browser"
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 tests book -m "not browser"
 	$(MAKE) build-strict
 	$(MAKE) browser
 
