@@ -68,14 +68,15 @@ mkdir -p "$download_dir"
 # so a changed package on the registry fails loudly instead of changing the site.
 fetch() {
     local spec="$1" integrity="$2"
-    local tarball_name
-    tarball_name="$(echo "${spec#@}" | tr '/@' '--').tgz"
-    local tarball="$download_dir/$tarball_name"
+    local tarball="$download_dir/$(echo "${spec#@}" | tr '/@' '--').tgz"
     if [[ ! -s "$tarball" ]]; then
         (cd "$download_dir" && npm pack --silent "$spec" >/dev/null)
     fi
     local actual
-    actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w 0)"
+    # node comes with npm; openssl or sha512sum plus base64 may not be there.
+    actual="$(node -e 'const data = require("fs").readFileSync(process.argv[1]);
+        const hash = require("crypto").createHash("sha512").update(data).digest("base64");
+        process.stdout.write("sha512-" + hash);' "$tarball")"
     if [[ "$actual" != "$integrity" ]]; then
         rm -f "$tarball"
         echo "vendor_js: $spec has integrity $actual, expected $integrity" >&2
@@ -84,42 +85,46 @@ fetch() {
     echo "$tarball"
 }
 
-# Unpack the files matching the given tar patterns from tarball $1 into folder $2,
-# dropping npm's leading "package/" and the first $3 further path components.
+# Unpack tarball $1 whole into a scratch folder and echo that folder's "package" root
+# (whole, not by pattern: GNU and BSD tar disagree on wildcard options).
 unpack() {
-    local tarball="$1" into="$2" strip="$3"
-    shift 3
-    mkdir -p "$into"
-    tar -xzf "$tarball" -C "$into" --strip-components="$((strip + 1))" --wildcards "$@"
+    local into
+    into="$(mktemp -d "$staging/unpacked.XXXXXX")"
+    tar -xzf "$1" -C "$into"
+    echo "$into/package"
 }
 
 echo "vendor_js: vendoring $expected_versions into $site"
 staging="$(mktemp -d "$download_dir/staging.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
+mkdir -p "$staging/site/mathjax/output/chtml/fonts" "$staging/site/html-manager" \
+    "$staging/site/requirejs"
 
+# Each fetch has a line of its own: set -e misses a failure nested inside "$(...)".
 mathjax_tgz="$(fetch "$MATHJAX" "$MATHJAX_INTEGRITY")"
-# The -full component bundles every TeX extension, so nothing is fetched on demand.
-unpack "$mathjax_tgz" "$staging/mathjax" 1 \
-    "package/es5/tex-chtml-full.js" "package/es5/output/chtml/fonts/woff-v2/*"
-unpack "$mathjax_tgz" "$staging/mathjax" 0 "package/LICENSE"
+mathjax="$(unpack "$mathjax_tgz")"
+# The -full component bundles every TeX extension, so nothing is fetched on demand;
+# MathJax finds its fonts under output/ next to itself.
+cp "$mathjax/es5/tex-chtml-full.js" "$mathjax/LICENSE" "$staging/site/mathjax/"
+cp -R "$mathjax/es5/output/chtml/fonts/woff-v2" "$staging/site/mathjax/output/chtml/fonts/"
 
 html_manager_tgz="$(fetch "$HTML_MANAGER" "$HTML_MANAGER_INTEGRITY")"
-# embed-amd.js finds its Font Awesome files next to itself.
-unpack "$html_manager_tgz" "$staging/html-manager" 1 \
-    "package/dist/embed-amd.js" "package/dist/*.woff" "package/dist/*.woff2" \
-    "package/dist/*.ttf" "package/dist/*.eot" "package/dist/*.svg" \
-    "package/dist/embed.js.LICENSE.txt"
+html_manager="$(unpack "$html_manager_tgz")"
+# The embed manager and the Font Awesome files its CSS refers to; _config.yml tells
+# require.js that they live together in html-manager/.
+cp "$html_manager"/dist/embed-amd.js "$html_manager"/dist/embed.js.LICENSE.txt \
+    "$html_manager"/dist/*.{woff,woff2,ttf,eot,svg} "$staging/site/html-manager/"
 
 requirejs_tgz="$(fetch "$REQUIREJS" "$REQUIREJS_INTEGRITY")"
-unpack "$requirejs_tgz" "$staging/requirejs" 0 "package/require.js"
+requirejs="$(unpack "$requirejs_tgz")"
+cp "$requirejs/require.js" "$staging/site/requirejs/"
 
-echo "$expected_versions" >"$staging/VERSIONS"
+echo "$expected_versions" >"$staging/site/VERSIONS"
 
 # Swap the finished folder in at the end, so an interrupted run leaves no half state.
 mkdir -p "$dest"
 rm -rf "$site"
-mv "$staging" "$site"
-trap - EXIT
+mv "$staging/site" "$site"
 chmod -R a+rX "$site"
 # Keep the downloaded files out of git without touching the repository's .gitignore.
 printf '# Created by scripts/vendor_js.sh\n*\n' >"$dest/.gitignore"
