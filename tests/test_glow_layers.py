@@ -18,6 +18,15 @@ DOUBLE = torch.float64
 CONVOLUTIONS = [Invertible1x1Conv, LUInvertible1x1Conv]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: extra threads only fight the other test workers for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def initialized_actnorm(channels: int, shape: tuple[int, ...], seed: int = 0) -> ActNorm:
     """An ActNorm initialised on a shifted, scaled batch, then given random parameters."""
     layer = ActNorm(channels).double()

@@ -7,5 +7,15 @@ and returns ``log|det ∂z/∂x|`` of shape ``(batch,)``.
 
 from flowcourse.glow.actnorm import ActNorm
 from flowcourse.glow.conv1x1 import Invertible1x1Conv, LUInvertible1x1Conv, random_rotation
+from flowcourse.glow.model import glow_multiscale
+from flowcourse.glow.step import CouplingFactory, GlowStep
 
-__all__ = ["ActNorm", "Invertible1x1Conv", "LUInvertible1x1Conv", "random_rotation"]
+__all__ = [
+    "ActNorm",
+    "CouplingFactory",
+    "GlowStep",
+    "Invertible1x1Conv",
+    "LUInvertible1x1Conv",
+    "glow_multiscale",
+    "random_rotation",
+]
