@@ -43,6 +43,16 @@ class IAFPosterior(nn.Module):
     :math:`\mathcal{N}(0, I)` pushed through near-identity steps.
     Taught in the chapter *IAF and variational inference*.
 
+    Arguments:
+        data_features: size of one data vector :math:`x`.
+        latent_features: size of one latent :math:`z`.
+        hidden_features: width of the encoder's and of every MADE's hidden layers (a
+            MADE with a context needs at least ``latent_features`` units).
+        num_flows: the number :math:`T` of gated IAF steps (0 gives a plain Gaussian
+            encoder).
+        context_features: size of the context :math:`h` that conditions every step.
+        seed: fixes the initial weights without touching the global random state.
+
     Example:
         >>> posterior = IAFPosterior(data_features=4, latent_features=2, num_flows=2)
         >>> z, log_q = posterior.sample_and_log_prob(torch.randn(3, 4), num_samples=5)
