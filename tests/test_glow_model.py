@@ -316,6 +316,42 @@ def test_glow_multiscale_bad_input_raises():
         model(torch.zeros(2, 2, 8, 8, dtype=DOUBLE))  # wrong number of channels
 
 
+# ---------------------------------------------------------------------------- every layer
+
+LAYERS = {
+    "actnorm": (lambda: ActNorm(4), (4, 3, 3)),
+    "full_1x1": (lambda: Invertible1x1Conv(4), (4, 3, 3)),
+    "lu_1x1": (lambda: LUInvertible1x1Conv(4), (4, 3, 3)),
+    "step_affine": (lambda: GlowStep(4, 8), (4, 3, 3)),
+    "step_additive": (lambda: GlowStep(4, 8, coupling=AdditiveCoupling.for_images), (4, 3, 3)),
+    "glow": (lambda: small_glow(), (1, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_log_det_in_float32(name):
+    make, shape = LAYERS[name]
+    torch.manual_seed(0)
+    layer = make().float()
+    x = torch.randn(8, *shape)
+    ready(layer, x)
+    assert check_invertible(layer, x)
+    result = check_log_det(layer, x[:1])  # float32 tolerance: 1e-4 relative
+    assert result, result.message
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_tensor_is_a_parameter_or_buffer(name):
+    make, shape = LAYERS[name]
+    layer = make().float()
+    layer(torch.randn(4, *shape))  # initialise any ActNorm
+    for module in layer.modules():
+        stray = [key for key, value in vars(module).items() if isinstance(value, torch.Tensor)]
+        assert not stray, f"{type(module).__name__} keeps {stray} outside state_dict and .to()"
+    moved = layer.to("meta")  # every registered tensor moves; a stray attribute would not
+    assert all(t.device.type == "meta" for t in moved.state_dict().values())
+
+
 # ---------------------------------------------------------------------------- docstrings
 
 
