@@ -53,8 +53,9 @@ def grid(bounds, resolution):
 
 @pytest.mark.parametrize("density", TWO_D, ids=IDS)
 def test_density_integrates_to_one(density):
-    # 240 cells: the checkerboard's square edges fall between grid midpoints.
-    result = check_normalized(density, bounds=density.bounds, resolution=240, tolerance=0.01)
+    # 120 cells: the checkerboard's square edges fall between grid midpoints, and the
+    # midpoint rule is far more accurate than 1% for Gaussians wider than a cell.
+    result = check_normalized(density, bounds=density.bounds, resolution=120, tolerance=0.01)
     assert result, result.message
 
 
@@ -83,7 +84,7 @@ def test_histogram_of_samples_matches_density(density):
 @pytest.mark.parametrize("density", TWO_D, ids=IDS)
 def test_monte_carlo_entropy_matches_quadrature(density):
     """-E_samples[log p] must equal -integral p log p computed on a grid, not from samples."""
-    points, area = grid(density.bounds, 240)
+    points, area = grid(density.bounds, 120)
     log_p = density.log_prob(points)
     p = log_p.exp()
     quadrature = -float((torch.where(p > 0, p * log_p, torch.zeros_like(p))).sum() * area)
