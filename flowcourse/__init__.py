@@ -5,10 +5,52 @@ returns ``(z, log_abs_det)``, where ``log_abs_det = log|det ∂z/∂x|`` has sha
 ``(batch,)``; ``inverse(z)`` maps noise to data and returns ``(x, log|det ∂x/∂z|)``.
 Composing transforms sums their log-determinants, and a :class:`Flow` scores data by
 ``log p(x) = log p_Z(forward(x)) + log_abs_det``.
+
+The sub-packages mirror the book's parts:
+
+- :mod:`flowcourse.core`, :mod:`flowcourse.checks`: *Change of variables*;
+- :mod:`flowcourse.coupling`, :mod:`flowcourse.permutations`: *NICE* and *RealNVP*;
+- :mod:`flowcourse.glow`: *Glow*;
+- :mod:`flowcourse.autoregressive`: *MADE*, *MAF*, *IAF*;
+- :mod:`flowcourse.vi`: planar and radial flows (*IAF and variational inference*);
+- :mod:`flowcourse.models`: ready-made flows; :mod:`flowcourse.data`,
+  :mod:`flowcourse.preprocessing`, :mod:`flowcourse.training`, :mod:`flowcourse.io`;
+  :mod:`flowcourse.viz` (figures; imported on demand, it needs matplotlib).
 """
 
+from flowcourse import (
+    autoregressive,
+    checks,
+    coupling,
+    data,
+    glow,
+    io,
+    models,
+    permutations,
+    preprocessing,
+    training,
+    vi,
+)
 from flowcourse.core import Compose, Flow, Inverse, StandardNormal, Transform
 from flowcourse.validation import set_validation
 
-__all__ = ["Compose", "Flow", "Inverse", "StandardNormal", "Transform", "set_validation"]
+__all__ = [
+    "Compose",
+    "Flow",
+    "Inverse",
+    "StandardNormal",
+    "Transform",
+    "set_validation",
+    "autoregressive",
+    "checks",
+    "coupling",
+    "data",
+    "glow",
+    "io",
+    "models",
+    "permutations",
+    "preprocessing",
+    "training",
+    "vi",
+]
 __version__ = "0.1.0"
