@@ -288,8 +288,8 @@ def plot_layers(
             stages.append(h)
 
     num_panels = len(stages)
-    columns = min(num_panels, max_columns)
-    rows = math.ceil(num_panels / columns)
+    rows = math.ceil(num_panels / max_columns)
+    columns = math.ceil(num_panels / rows)  # balanced rows: 5 panels as 3 + 2, not 4 + 1
     figure = plt.figure(figsize=(3.2 * columns, 3.2 * rows), layout="constrained")
     colour = points_or_grid.reshape(-1, 2)[:, 0].detach().cpu().numpy()
     for k, stage in enumerate(stages):
