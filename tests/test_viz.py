@@ -343,3 +343,14 @@ def test_samples_at_temperatures_applies_postprocess():
 def test_bad_input_says_what_was_expected(call, error):
     with pytest.raises(error, match="expected"):
         call(make_flow(2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_figures_of_a_model_on_the_gpu():
+    flow = make_flow(seed=2).cuda()
+    figure = plot_density_and_samples(flow, num_samples=50, resolution=20)
+    expected = density_on_grid(flow.cpu(), resolution=20)[1].numpy()
+    np.testing.assert_allclose(figure.axes[0].images[0].get_array(), expected, rtol=1e-10)
+    assert len(plot_layers(flow.cuda(), torch.randn(10, 2)).axes) == 4
+    image_flow = Flow(Compose(), StandardNormal((1, 3, 3))).cuda()
+    assert len(plot_samples_at_temperatures(image_flow, [0.5, 1.0], num_samples=4).axes) == 2
