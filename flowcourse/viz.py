@@ -120,7 +120,8 @@ def grid_lines(bounds: Bounds = (-3.0, 3.0), num_lines: int = 11, resolution: in
     r"""A square grid as polylines: shape ``(2 * num_lines, resolution, 2)``.
 
     The first ``num_lines`` polylines are horizontal (constant :math:`x_2`), the rest
-    vertical. Pass the result to :func:`plot_layers` to watch a flow bend the grid.
+    vertical. Pass the result to :func:`plot_layers` to watch a flow bend the grid, as in
+    the chapter *Change of variables*.
 
     Example:
         >>> grid_lines((-1, 1), num_lines=3, resolution=5).shape
@@ -146,7 +147,8 @@ def density_on_grid(
     Returns ``(axis, density)``: ``axis`` holds the ``resolution`` cell centres on
     ``bounds`` and ``density[i, j]`` is :math:`p(x_1 = \text{axis}_j, x_2 = \text{axis}_i)`,
     the row-major layout of an image whose rows run along :math:`x_2`. The cell centres
-    make ``density.sum() * step**2`` the midpoint rule for :math:`\int p(x)\,dx`.
+    make ``density.sum() * step**2`` the midpoint rule for :math:`\int p(x)\,dx`. Used in
+    *Generative models* to compare densities and to integrate them over histogram bins.
 
     Example:
         >>> from flowcourse.core import Compose, Flow, StandardNormal
@@ -329,7 +331,7 @@ def plot_made_connectivity(
     ``masks[l]`` has the shape of ``nn.Linear.weight`` of layer ``l``,
     ``(out_features, in_features)``, and entry :math:`M^{(l)}_{ij} = 1` draws an edge from
     unit ``j`` of layer ``l`` to unit ``i`` of layer ``l + 1`` (inputs at the bottom,
-    outputs at the top). MADE {cite}`germain2015made` sets
+    outputs at the top). MADE (Germain et al. 2015) sets
     :math:`M_{ij} = [m_{l+1}(i) \ge m_l(j)]` on hidden layers and a strict :math:`>` on
     the output layer; pass the degrees :math:`m_l` (one 1-D array per layer of units,
     ``len(masks) + 1`` of them) to colour and number the units. Each layer's edges are
@@ -505,7 +507,7 @@ def plot_samples_at_temperatures(
 
     A temperature :math:`T` samples :math:`z \sim \mathcal{N}(0, T^2 I)` and returns
     :math:`x = f^{-1}(z)`: lower temperatures trade variety for cleaner samples
-    (Glow {cite}`kingma2018glow`, Sec. 5). Every panel reuses the same noise (``seed``),
+    (Glow, Kingma & Dhariwal 2018, Sec. 5). Every panel reuses the same noise (``seed``),
     scaled by its temperature, so the panels show the same samples. ``postprocess``
     maps samples to pixel space (for example, undoing a logit transform); the panels
     share one grey scale, ``value_range`` or the range of all samples. Taught in *Glow*.

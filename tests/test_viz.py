@@ -179,6 +179,9 @@ def test_plot_layers_draws_grids_as_lines_and_accepts_a_single_transform():
     flow = make_flow(2, seed=5)
     grid = grid_lines((-2, 2), num_lines=5, resolution=30)
     assert grid.shape == (10, 30, 2)
+    assert bool((grid[:5, :, 1] == grid[:5, :1, 1]).all()), "horizontal lines keep x2 fixed"
+    assert bool((grid[5:, :, 0] == grid[5:, :1, 0]).all()), "vertical lines keep x1 fixed"
+    assert float(grid.min()) == -2 and float(grid.max()) == 2
     figure = plot_layers(flow, grid)
     last = figure.axes[-1].collections
     assert all(isinstance(c, LineCollection) for c in last)
