@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import datetime
 import importlib.metadata
+import os
 import platform
 import random
 import statistics
@@ -405,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     if "flowcourse" not in libraries:
         raise SystemExit("flowcourse is needed as the reference")
 
+    load_before = os.getloadavg()[0]
     header = ["model", "D", "operation", *libraries]
     print("| " + " | ".join(header) + " |", flush=True)
     rows = run(
@@ -430,7 +432,9 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"- Machine: {_cpu_name()}, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__} "
-            f"({args.threads} CPU thread(s))",
+            f"({args.threads} CPU thread(s), {os.cpu_count()} cores; load average "
+            f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run: other "
+            f"work on the machine adds noise)",
             f"- Versions: {versions}",
             f"- Batch {args.batch_size}, median of {args.repeats} repeats after "
             f"{args.warmup} warm-up calls, float32, CPU; libraries interleaved in random order",
