@@ -131,7 +131,9 @@ def check_log_det(transform: nn.Module, x: Tensor, atol: float | None = None) ->
             f"(error {max_error:.3g}, tolerance {atol:g})",
             max_error,
         )
-    return CheckResult(True, f"log_abs_det matches the autograd Jacobian to {max_error:.3g}", max_error)
+    return CheckResult(
+        True, f"log_abs_det matches the autograd Jacobian to {max_error:.3g}", max_error
+    )
 
 
 def check_autoregressive(

@@ -118,7 +118,9 @@ class StandardNormal(nn.Module):
             event_shape = (event_shape,)
         event_shape = tuple(int(s) for s in event_shape)
         if not event_shape or any(s <= 0 for s in event_shape):
-            raise ValueError(f"expected a non-empty event shape of positive sizes, got {event_shape}")
+            raise ValueError(
+                f"expected a non-empty event shape of positive sizes, got {event_shape}"
+            )
         self.event_shape = event_shape
         self.register_buffer("_reference", torch.zeros(()))
 

@@ -20,6 +20,8 @@ __all__ = [
     "check_features",
     "check_image",
     "check_matches_module",
+    "check_channels",
+    "check_positive_int",
 ]
 
 _VALIDATE = True
@@ -55,9 +57,7 @@ def check_features(x: object, features: int, name: str = "x") -> torch.Tensor:
     """Check that ``x`` is a finite ``(batch, features)`` tensor."""
     x = check_tensor(x, name)
     if x.dim() != 2 or x.shape[1] != features:
-        raise ValueError(
-            f"expected {name} of shape (batch, {features}), got {tuple(x.shape)}"
-        )
+        raise ValueError(f"expected {name} of shape (batch, {features}), got {tuple(x.shape)}")
     return x
 
 
@@ -72,9 +72,7 @@ def check_image(
             f"expected {name} of shape (batch, {c}, height, width), got {tuple(x.shape)}"
         )
     if size is not None and tuple(x.shape[2:]) != tuple(size):
-        raise ValueError(
-            f"expected {name} of spatial size {tuple(size)}, got {tuple(x.shape[2:])}"
-        )
+        raise ValueError(f"expected {name} of spatial size {tuple(size)}, got {tuple(x.shape[2:])}")
     return x
 
 
@@ -97,3 +95,27 @@ def check_matches_module(x: torch.Tensor, module: nn.Module, name: str = "x") ->
             f"{type(module).__name__}'s parameters live), got {x.device}"
         )
     return x
+
+
+def check_channels(x: object, channels: int, module: nn.Module, name: str = "x") -> torch.Tensor:
+    """Check that ``x`` is a finite ``(batch, channels)`` or ``(batch, channels, h, w)`` tensor.
+
+    It must also have the dtype and device of ``module``'s parameters. Layers that act on
+    dim 1 of vectors and images alike (ActNorm, 1x1 convolutions) use this check.
+    """
+    x = check_tensor(x, name)
+    if x.dim() not in (2, 4) or x.shape[1] != channels:
+        raise ValueError(
+            f"expected {name} of shape (batch, {channels}) or "
+            f"(batch, {channels}, height, width), got {tuple(x.shape)}"
+        )
+    return check_matches_module(x, module, name)
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Check that a constructor argument is a positive ``int`` (``bool`` is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected {name} to be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"expected {name} to be a positive int, got {value}")
+    return value

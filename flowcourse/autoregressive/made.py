@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowcourse.validation import check_features, check_matches_module
+from flowcourse.validation import check_features, check_matches_module, check_positive_int
 
 __all__ = ["MaskedLinear", "MADE", "natural_order", "random_order", "hidden_degrees"]
 
@@ -49,7 +49,7 @@ def natural_order(features: int) -> Tensor:
         >>> natural_order(3)
         tensor([1, 2, 3])
     """
-    _check_positive_int(features, "features")
+    check_positive_int(features, "features")
     return torch.arange(1, features + 1)
 
 
@@ -60,7 +60,7 @@ def random_order(features: int, seed: int) -> Tensor:
         >>> sorted(random_order(4, seed=0).tolist())
         [1, 2, 3, 4]
     """
-    _check_positive_int(features, "features")
+    check_positive_int(features, "features")
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(features, generator=generator) + 1
 
@@ -150,8 +150,8 @@ class MADE(nn.Module):
         zero_init_last: bool = True,
     ) -> None:
         super().__init__()
-        _check_positive_int(features, "features")
-        _check_positive_int(output_multiplier, "output_multiplier")
+        check_positive_int(features, "features")
+        check_positive_int(output_multiplier, "output_multiplier")
         if isinstance(context_features, bool) or not isinstance(context_features, int):
             raise TypeError(f"expected context_features to be an int, got {context_features!r}")
         if context_features < 0:
@@ -261,19 +261,12 @@ class MADE(nn.Module):
         return context
 
 
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected {name} to be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"expected {name} to be a positive int, got {value}")
-
-
 def _hidden_widths(
     hidden_features: int | Sequence[int], num_hidden_layers: int | None
 ) -> list[int]:
     if isinstance(hidden_features, int) and not isinstance(hidden_features, bool):
         count = 2 if num_hidden_layers is None else num_hidden_layers
-        _check_positive_int(count, "num_hidden_layers")
+        check_positive_int(count, "num_hidden_layers")
         widths = [hidden_features] * count
     else:
         widths = list(hidden_features)
@@ -285,7 +278,7 @@ def _hidden_widths(
     if not widths:
         raise ValueError("expected at least one hidden layer, got none")
     for width in widths:
-        _check_positive_int(width, "every hidden width")
+        check_positive_int(width, "every hidden width")
     return widths
 
 

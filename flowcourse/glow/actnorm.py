@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from flowcourse.core import Transform
-from flowcourse.glow._validation import check_channels, check_positive_int
+from flowcourse.validation import check_channels, check_positive_int
 
 __all__ = ["ActNorm"]
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowcourse.core import Transform
-from flowcourse.glow._validation import check_channels, check_positive_int
+from flowcourse.validation import check_channels, check_positive_int
 
 __all__ = ["random_rotation", "Invertible1x1Conv", "LUInvertible1x1Conv"]
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 from flowcourse.core import Compose, Transform
 from flowcourse.coupling import AffineCoupling, MultiScale, Squeeze
-from flowcourse.glow._validation import check_positive_int
 from flowcourse.glow.conv1x1 import LUInvertible1x1Conv
 from flowcourse.glow.step import CouplingFactory, GlowStep
+from flowcourse.validation import check_positive_int
 
 __all__ = ["glow_multiscale"]
 

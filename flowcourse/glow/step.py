@@ -8,10 +8,9 @@ from torch import Tensor
 
 from flowcourse.core import Transform
 from flowcourse.coupling import AffineCoupling, channel_mask
-from flowcourse.glow._validation import check_positive_int
 from flowcourse.glow.actnorm import ActNorm
 from flowcourse.glow.conv1x1 import LUInvertible1x1Conv
-from flowcourse.validation import check_image, check_matches_module
+from flowcourse.validation import check_image, check_matches_module, check_positive_int
 
 __all__ = ["GlowStep", "CouplingFactory"]
 
