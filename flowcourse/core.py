@@ -69,14 +69,14 @@ class Compose(Transform):
         self.transforms = nn.ModuleList(transforms)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        total = x.new_zeros(x.shape[0])
+        total = check_tensor(x).new_zeros(x.shape[0])
         for transform in self.transforms:
             x, log_abs_det = transform(x)
             total = total + log_abs_det
         return x, total
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        total = z.new_zeros(z.shape[0])
+        total = check_tensor(z, "z").new_zeros(z.shape[0])
         for transform in reversed(self.transforms):
             z, log_abs_det = transform.inverse(z)
             total = total + log_abs_det

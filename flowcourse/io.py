@@ -118,6 +118,11 @@ def load(
             f"flowcourse.models), got none; pass the architecture: load(path, flow=...)"
         )
     flow = _build(config)
+    # Factories build in the default dtype; take the checkpoint's, so a float64 flow
+    # comes back in float64 with every digit (load_state_dict would round it).
+    saved_dtype = next((t.dtype for t in state_dict.values() if t.is_floating_point()), None)
+    if saved_dtype is not None:
+        flow = flow.to(saved_dtype)
     _load_state(flow, state_dict)
     flow.config = config
     return flow.to(map_location).eval()

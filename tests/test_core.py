@@ -74,3 +74,17 @@ def test_bad_construction():
         Flow(Compose(), StandardNormal(2)).sample(0)
     with pytest.raises(ValueError, match="event shape"):
         StandardNormal(0)
+
+
+def test_compose_rejects_non_tensors():
+    with pytest.raises(TypeError, match="expected x"):
+        Compose(Shift())([[0.0, 1.0]])
+    with pytest.raises(TypeError, match="expected z"):
+        Compose(Shift()).inverse([[0.0, 1.0]])
+
+
+def test_huge_finite_values_are_not_mistaken_for_non_finite():
+    from flowcourse.validation import check_tensor
+
+    x = torch.full((4, 2), 3e38, dtype=torch.float32)  # the sum overflows, the values do not
+    assert check_tensor(x) is x

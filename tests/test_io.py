@@ -180,3 +180,14 @@ def test_round_trip_with_the_real_models_factories(tmp_path):
     loaded = io.load(tmp_path / "maf.pt")
     x = torch.randn(6, 2)
     assert torch.equal(loaded.log_prob(x), flow.log_prob(x))
+
+
+def test_load_keeps_a_float64_flow_in_float64(tmp_path):
+    from flowcourse import io, models
+
+    flow = models.maf(features=3, num_layers=2, hidden_features=8).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    io.save(flow, tmp_path / "flow.pt")
+    loaded = io.load(tmp_path / "flow.pt")
+    assert next(loaded.parameters()).dtype == torch.float64
+    assert torch.equal(loaded.log_prob(x), flow.eval().log_prob(x))
