@@ -60,6 +60,7 @@ def jacobian(transform: nn.Module, x: Tensor) -> Tensor:
     output would otherwise mix samples.
     """
     rows = []
+    x = x.detach()
     event_shape = x.shape[1:]
     for sample in x:
 
@@ -74,6 +75,7 @@ def jacobian(transform: nn.Module, x: Tensor) -> Tensor:
 def check_invertible(transform: nn.Module, x: Tensor, atol: float | None = None) -> CheckResult:
     """Check ``inverse(forward(x)) == x`` and that the two log-determinants cancel."""
     atol = _default_atol(x) if atol is None else atol
+    x = x.detach()
     with torch.no_grad():
         z, log_abs_det = transform(x)
         x_back, log_abs_det_inverse = transform.inverse(z)
@@ -111,6 +113,7 @@ def check_invertible(transform: nn.Module, x: Tensor, atol: float | None = None)
 def check_log_det(transform: nn.Module, x: Tensor, atol: float | None = None) -> CheckResult:
     """Compare the layer's ``log_abs_det`` with ``slogdet`` of the autograd Jacobian."""
     atol = _default_atol(x) if atol is None else atol
+    x = x.detach()
     with torch.no_grad():
         _, log_abs_det = transform(x)
     if log_abs_det.shape != (x.shape[0],):

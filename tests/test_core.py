@@ -88,3 +88,13 @@ def test_huge_finite_values_are_not_mistaken_for_non_finite():
 
     x = torch.full((4, 2), 3e38, dtype=torch.float32)  # the sum overflows, the values do not
     assert check_tensor(x) is x
+
+
+def test_checks_accept_inputs_that_carry_gradients():
+    import warnings
+
+    x = torch.randn(3, 2, dtype=torch.float64, requires_grad=True) * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_invertible(Shift(), x)
+        assert check_log_det(Shift(), x)
