@@ -9,7 +9,8 @@ go to ``iaf_energies_history.pt`` (a dict of float32 tensors named ``<U>_<kind>`
 the chapter can draw the training curves without training.
 
 Recipe: each flow minimises the reverse KL to the energy restricted to the box
-[-4, 4]^2 by a quadratic wall (``boxed`` below; the chapter explains why U2-U4 need it),
+[-4, 4]^2 by a quadratic wall (``flowcourse.data.energies.boxed``; the chapter explains
+why U2-U4 need it),
 with ``flowcourse.training.fit_reverse_kl``: Adam, batches of 256 reparametrised
 samples, gradient clipping, and the paper's inverse-temperature annealing compressed into
 the first half of training (``linear_annealing(STEPS // 2, 0.1)``).
@@ -30,11 +31,11 @@ from pathlib import Path
 import torch
 
 from flowcourse import io, models
-from flowcourse.data import ENERGIES, ENERGY_BOUNDS, log_normalizer
+from flowcourse.data import ENERGIES, log_normalizer
+from flowcourse.data.energies import boxed
 from flowcourse.training import fit_reverse_kl, linear_annealing
 
 STEPS = 4000
-WALL_WIDTH = 0.2  # the chapter's wall: 0.5 * ((|z_i| - 4)_+ / 0.2)^2 outside the box
 MODELS = {
     "planar": ("planar", {"features": 2, "num_layers": 32, "seed": 0}),
     "iaf": ("iaf", {"features": 2, "num_layers": 4, "hidden_features": 32, "seed": 0}),
@@ -42,16 +43,6 @@ MODELS = {
 LEARNING_RATES = {"planar": 0.01, "iaf": 0.003}
 BATCH_SIZE = 256
 OUTPUT_DIR = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints"
-
-
-def boxed(energy):
-    """U restricted to [-4, 4]^2 by a quadratic wall (the same function as the chapter's)."""
-
-    def energy_in_box(z):
-        outside = torch.relu(z.abs() - ENERGY_BOUNDS[1]) / WALL_WIDTH
-        return energy(z) + 0.5 * (outside**2).sum(dim=1)
-
-    return energy_in_box
 
 
 def train(kind: str, energy, steps: int):

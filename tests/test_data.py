@@ -315,3 +315,19 @@ def test_energies_reject_bad_points():
         U1(torch.zeros(4, 3))
     with pytest.raises(ValueError, match="expected resolution"):
         log_normalizer(U1, resolution=1)
+
+
+def test_boxed_energy_is_unchanged_inside_and_normalisable_outside():
+    from flowcourse.data.energies import U2, boxed, log_normalizer
+
+    inside = torch.tensor([[0.5, -3.9], [-2.0, 1.0]], dtype=torch.float64)
+    assert torch.equal(boxed(U2)(inside), U2(inside))
+    outside = torch.tensor([[4.2, 0.0], [0.0, -4.4]], dtype=torch.float64)
+    wall = 0.5 * (torch.tensor([0.2, 0.4], dtype=torch.float64) / 0.2) ** 2
+    assert torch.allclose(boxed(U2)(outside), U2(outside) + wall)
+    # a wider grid adds (almost) no mass: the wall makes U2 normalisable
+    wide = log_normalizer(boxed(U2), bounds=(-7.0, 7.0), resolution=700)
+    narrow = log_normalizer(boxed(U2), bounds=(-6.0, 6.0), resolution=600)
+    assert abs(wide - narrow) < 1e-3
+    with pytest.raises(ValueError, match="expected a positive wall_width"):
+        boxed(U2, wall_width=0.0)
