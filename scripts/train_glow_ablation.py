@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import multiprocessing
 import platform
 import time
@@ -47,7 +46,7 @@ import torch
 import flowcourse
 from flowcourse import io, models
 from flowcourse.data import IMAGE_SHAPE, NUM_LEVELS, load_digits_tensors
-from flowcourse.preprocessing import DequantizeLogit, bits_per_dim_from_logit
+from flowcourse.preprocessing import DequantizeLogit, evaluate_bits_per_dim
 from flowcourse.training import fit
 
 PERMUTATIONS = ["reverse", "shuffle", "conv1x1"]
@@ -65,22 +64,6 @@ TRAINING = {"epochs": 150, "batch_size": 256, "learning_rate": 5e-3}
 TEST_DRAWS = 4  # dequantisation draws per test image
 TEST_SEED = 123
 OUTPUT_DIR = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints"
-
-
-def test_bits_per_dim(flow, images, preprocess, draws=TEST_DRAWS, seed=TEST_SEED):
-    """Dequantised bits/dim on ``images``, averaged over ``draws`` seeded noise draws."""
-    generator = torch.Generator().manual_seed(seed)
-    num_dims = math.prod(images.shape[1:])
-    bits = []
-    flow.eval()
-    with torch.no_grad():
-        for _ in range(draws):
-            s, logit_log_abs_det = preprocess(images, generator)
-            log_prob_s = flow.log_prob(s)
-            bits.append(
-                bits_per_dim_from_logit(log_prob_s, logit_log_abs_det, num_dims, NUM_LEVELS)
-            )
-    return float(torch.cat(bits).mean())
 
 
 def train_one(permutation: str, coupling: str, seed: int, epochs: int) -> tuple[dict, dict]:
@@ -110,7 +93,9 @@ def train_one(permutation: str, coupling: str, seed: int, epochs: int) -> tuple[
         "permutation": permutation,
         "coupling": coupling,
         "seed": seed,
-        "test_bits_per_dim": test_bits_per_dim(flow, test, preprocess),
+        "test_bits_per_dim": evaluate_bits_per_dim(
+            flow, test, preprocess, draws=TEST_DRAWS, seed=TEST_SEED
+        ),
         "best_epoch": history.best_epoch,
         "validation_bits_per_dim": history.validation_bits_per_dim[history.best_epoch],
         "train_curve": [round(b, 5) for b in history.train_bits_per_dim],

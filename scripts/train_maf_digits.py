@@ -27,7 +27,7 @@ import torch
 
 from flowcourse import io, models
 from flowcourse.data import NUM_LEVELS, load_digits_tensors
-from flowcourse.preprocessing import DequantizeLogit, bits_per_dim_from_logit
+from flowcourse.preprocessing import DequantizeLogit, evaluate_bits_per_dim
 from flowcourse.training import fit
 
 MODEL = {"features": 64, "num_layers": 5, "hidden_features": 64, "num_hidden_layers": 1, "seed": 0}
@@ -46,21 +46,6 @@ OUTPUT = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints" / "m
 def digit_vectors(split: str) -> torch.Tensor:
     """The digits of ``split`` as ``(N, 64)`` vectors of levels 0..16 (row-major pixels)."""
     return load_digits_tensors(split).flatten(1)
-
-
-def test_bits_per_dim(flow, vectors, preprocess, draws=4, seed=123):
-    """Dequantised bits/dim on ``vectors``, averaged over ``draws`` seeded noise draws."""
-    generator = torch.Generator().manual_seed(seed)
-    num_dims = vectors.shape[1]
-    bits = []
-    with torch.no_grad():
-        for _ in range(draws):
-            s, logit_log_abs_det = preprocess(vectors, generator)
-            log_prob_s = flow.log_prob(s)
-            bits.append(
-                bits_per_dim_from_logit(log_prob_s, logit_log_abs_det, num_dims, NUM_LEVELS)
-            )
-    return float(torch.cat(bits).mean())
 
 
 def main() -> None:
@@ -90,7 +75,7 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
     flow.eval()
-    test_bpd = test_bits_per_dim(flow, test, preprocess)
+    test_bpd = evaluate_bits_per_dim(flow, test, preprocess)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     io.save(flow, args.output)

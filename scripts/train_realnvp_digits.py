@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 from flowcourse import io, models
 from flowcourse.data import IMAGE_SHAPE, NUM_LEVELS, load_digits_tensors
-from flowcourse.preprocessing import DequantizeLogit, bits_per_dim_from_logit
+from flowcourse.preprocessing import DequantizeLogit, evaluate_bits_per_dim
 from flowcourse.training import fit
 
 MODEL = {
@@ -47,21 +46,6 @@ TRAINING = {
     "seed": 0,
 }
 OUTPUT = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints" / "realnvp_digits.pt"
-
-
-def test_bits_per_dim(flow, images, preprocess, draws=4, seed=123):
-    """Dequantised bits/dim on ``images``, averaged over ``draws`` seeded noise draws."""
-    generator = torch.Generator().manual_seed(seed)
-    num_dims = math.prod(images.shape[1:])
-    bits = []
-    with torch.no_grad():
-        for _ in range(draws):
-            s, logit_log_abs_det = preprocess(images, generator)
-            log_prob_s = flow.log_prob(s)
-            bits.append(
-                bits_per_dim_from_logit(log_prob_s, logit_log_abs_det, num_dims, NUM_LEVELS)
-            )
-    return float(torch.cat(bits).mean())
 
 
 def main() -> None:
@@ -90,7 +74,7 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
     flow.eval()
-    test_bpd = test_bits_per_dim(flow, test, preprocess)
+    test_bpd = evaluate_bits_per_dim(flow, test, preprocess)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     io.save(flow, args.output)

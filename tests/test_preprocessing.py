@@ -221,3 +221,27 @@ def test_dequantize_logit_gives_log_prob_of_y():
     y_only, zeros = Dequantize(17)(levels, torch.Generator().manual_seed(1))
     assert torch.equal(y_only, y) and torch.equal(zeros, torch.zeros(4, dtype=torch.float64))
     assert "num_levels=17" in repr(preprocess) and "num_levels=17" in repr(Dequantize(17))
+
+
+def test_evaluate_bits_per_dim_matches_the_bookkeeping_done_by_hand():
+    from flowcourse.core import StandardNormal
+    from flowcourse.preprocessing import (
+        Dequantize,
+        DequantizeLogit,
+        bits_per_dim_from_logit,
+        evaluate_bits_per_dim,
+    )
+
+    levels = torch.randint(0, 17, (6, 1, 4, 4), generator=torch.Generator().manual_seed(1)).float()
+    uniform = evaluate_bits_per_dim(lambda y: torch.zeros(len(y)), levels, Dequantize(17))
+    assert abs(uniform - math.log2(17)) < 1e-6
+    base = StandardNormal((1, 4, 4))
+    preprocess = DequantizeLogit(17, alpha=0.05)
+    generator = torch.Generator().manual_seed(5)
+    by_hand = []
+    for _ in range(3):
+        s, log_abs_det = preprocess(levels, generator)
+        by_hand.append(bits_per_dim_from_logit(base.log_prob(s), log_abs_det, 16, 17))
+    expected = float(torch.cat(by_hand).mean())
+    got = evaluate_bits_per_dim(base.log_prob, levels, preprocess, draws=3, seed=5)
+    assert abs(got - expected) < 1e-6
