@@ -16,13 +16,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from flowcourse.autoregressive.maf import _check_bound, _MaskedAutoregressive
-from flowcourse.coupling.affine import soft_clamp
+from flowcourse.autoregressive.maf import _AffineAutoregressive, _MaskedAutoregressive
 
 __all__ = ["InverseAutoregressive", "GatedInverseAutoregressive"]
 
 
-class InverseAutoregressive(_MaskedAutoregressive):
+class InverseAutoregressive(_AffineAutoregressive):
     r"""One affine IAF layer (Kingma et al., 2016), sampling in one pass.
 
     Noise to data (``inverse``, one pass of the MADE on :math:`z`):
@@ -45,25 +44,6 @@ class InverseAutoregressive(_MaskedAutoregressive):
         >>> x.shape, log_abs_det.shape
         (torch.Size([4, 3]), torch.Size([4]))
     """
-
-    def __init__(
-        self,
-        features: int,
-        hidden_features: int | Sequence[int] = 64,
-        num_hidden_layers: int | None = None,
-        order: Tensor | Sequence[int] | None = None,
-        seed: int = 0,
-        context_features: int = 0,
-        log_scale_bound: float = 3.0,
-    ) -> None:
-        super().__init__(
-            features, hidden_features, num_hidden_layers, order, seed, context_features
-        )
-        self.log_scale_bound = _check_bound(log_scale_bound)
-
-    def _shift_and_log_scale(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        shift, raw_log_scale = self.made(z, context).chunk(2, dim=1)
-        return shift, soft_clamp(raw_log_scale, self.log_scale_bound)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = self._check(z, "z")

@@ -54,7 +54,30 @@ class _MaskedAutoregressive(Transform):
         return check_matches_module(check_features(x, self.features, name), self, name)
 
 
-class MaskedAffineAutoregressive(_MaskedAutoregressive):
+class _AffineAutoregressive(_MaskedAutoregressive):
+    """A MADE that outputs a shift and a soft-clamped log-scale: shared by MAF and IAF."""
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: int | Sequence[int] = 64,
+        num_hidden_layers: int | None = None,
+        order: Tensor | Sequence[int] | None = None,
+        seed: int = 0,
+        context_features: int = 0,
+        log_scale_bound: float = 3.0,
+    ) -> None:
+        super().__init__(
+            features, hidden_features, num_hidden_layers, order, seed, context_features
+        )
+        self.log_scale_bound = _check_bound(log_scale_bound)
+
+    def _shift_and_log_scale(self, u: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        shift, raw_log_scale = self.made(u, context).chunk(2, dim=1)
+        return shift, soft_clamp(raw_log_scale, self.log_scale_bound)
+
+
+class MaskedAffineAutoregressive(_AffineAutoregressive):
     r"""One MAF layer (Papamakarios et al., 2017): an affine map conditioned on earlier data.
 
     Data to noise (``forward``, one pass of the MADE on :math:`x`):
@@ -80,25 +103,6 @@ class MaskedAffineAutoregressive(_MaskedAutoregressive):
         >>> z.shape, log_abs_det.shape
         (torch.Size([4, 3]), torch.Size([4]))
     """
-
-    def __init__(
-        self,
-        features: int,
-        hidden_features: int | Sequence[int] = 64,
-        num_hidden_layers: int | None = None,
-        order: Tensor | Sequence[int] | None = None,
-        seed: int = 0,
-        context_features: int = 0,
-        log_scale_bound: float = 3.0,
-    ) -> None:
-        super().__init__(
-            features, hidden_features, num_hidden_layers, order, seed, context_features
-        )
-        self.log_scale_bound = _check_bound(log_scale_bound)
-
-    def _shift_and_log_scale(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        shift, raw_log_scale = self.made(x, context).chunk(2, dim=1)
-        return shift, soft_clamp(raw_log_scale, self.log_scale_bound)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = self._check(x, "x")
