@@ -41,6 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
+	$(BIN)/pytest -n 2 --doctest-modules flowcourse
 	$(BIN)/pytest -n 2 tests -m "not browser"
 
 notebooks: $(STAMP)
@@ -58,6 +59,7 @@ browser: browser-deps
 	$(BIN)/pytest tests -m browser
 
 test: setup lint
+	$(BIN)/pytest -n 2 --doctest-modules flowcourse
 	$(BIN)/pytest -n 2 tests book -m "not browser"
 	$(MAKE) build-strict
 	$(MAKE) browser
