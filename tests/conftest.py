@@ -4,6 +4,22 @@
 oversubscribe the machine and slow the Jacobian tests about tenfold.
 """
 
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def float64_by_default():
+    """Make float64 the default dtype for one test module (opt in with usefixtures)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def fixed_seed():
+    """Tests that draw from the global generator see the same numbers in any order."""
+    torch.manual_seed(0)

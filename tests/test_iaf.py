@@ -26,18 +26,7 @@ from tests.helpers import randomize_parameters
 LAYERS = [InverseAutoregressive, GatedInverseAutoregressive]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def float64_by_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
-@pytest.fixture(autouse=True)
-def fixed_seed():
-    """Tests that draw from the global generator see the same numbers in any order."""
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("float64_by_default", "fixed_seed")
 
 
 class WithContext(Transform):
