@@ -42,7 +42,7 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 --doctest-modules flowcourse
-	$(BIN)/pytest -n 2 tests -m "not browser"
+	$(BIN)/pytest -n 2 --dist loadgroup tests -m "not browser"
 
 notebooks: $(STAMP)
 	$(BIN)/pytest -n 2 book
@@ -60,7 +60,7 @@ browser: browser-deps
 
 test: setup lint
 	$(BIN)/pytest -n 2 --doctest-modules flowcourse
-	$(BIN)/pytest -n 2 tests book -m "not browser"
+	$(BIN)/pytest -n 2 --dist loadgroup tests book -m "not browser"
 	$(MAKE) build-strict
 	$(MAKE) browser
 

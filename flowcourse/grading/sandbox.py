@@ -1,10 +1,12 @@
 """Run untrusted answers in a separate, limited process, and read back only data.
 
-Each answer to each question runs in its own process:
+Each answer to each question runs in its own process, forked from a server that has
+imported torch once (:mod:`flowcourse.grading.forkserver`), so it starts in
+milliseconds with nothing left by another answer:
 
 - in a fresh scratch folder (deleted afterwards), as working directory and home;
 - with Python in isolated mode (``-I``: no user site-packages, no ``PYTHON*``
-  variables, not even the scratch folder on ``sys.path``);
+  variables, not even the scratch folder on ``sys.path``) and a minimal environment;
 - with limits set before it starts: address space (``memory_mb``), CPU seconds, file
   size, number of processes, and a wall-clock ``time_s`` after which its whole
   process group is killed;
@@ -19,15 +21,16 @@ its size.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ __all__ = ["Limits", "RunResult", "run_answer"]
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _BOOTSTRAP = (
     "import sys; sys.path.insert(0, {path!r}); "
-    "from flowcourse.grading.runner import main; main(sys.argv[1])"
+    "from flowcourse.grading.forkserver import serve; serve()"
 )
 _MAX_RESPONSE_BYTES = 16 * 2**20
 
@@ -67,7 +70,8 @@ class RunResult:
 
 @cache
 def _unprivileged_user() -> tuple[int, int] | None:
-    """``(uid, gid)`` of ``nobody`` when running as root and it can run this Python."""
+    """``(uid, gid)`` of ``nobody`` when running as root and it can run this Python
+    (read its files: an answer's ``import`` happens as that user)."""
     if os.geteuid() != 0:
         return None
     try:
@@ -77,12 +81,18 @@ def _unprivileged_user() -> tuple[int, int] | None:
     except (ImportError, KeyError):
         return None
     ids = (entry.pw_uid, entry.pw_gid)
+
+    def become() -> None:
+        os.setgroups([])
+        os.setgid(ids[1])
+        os.setuid(ids[0])
+
     try:
         probe = subprocess.run(
             [sys.executable, "-I", "-c", "import torch"],
-            preexec_fn=lambda: _become(ids),
+            preexec_fn=become,
             capture_output=True,
-            timeout=120,
+            timeout=300,
             cwd="/",
         )
     except (OSError, subprocess.SubprocessError):
@@ -90,39 +100,45 @@ def _unprivileged_user() -> tuple[int, int] | None:
     return ids if probe.returncode == 0 else None
 
 
-def _become(ids: tuple[int, int]) -> None:
-    os.setgroups([])
-    os.setgid(ids[1])
-    os.setuid(ids[0])
+class _ForkServer:
+    """The one server process (see :mod:`flowcourse.grading.forkserver`), started on
+    first use and again if it dies; requests from several threads take turns."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        command = [sys.executable, "-I", "-c", _BOOTSTRAP.format(path=_PACKAGE_PARENT)]
+        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1"}
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=environment,
+            text=True,
+            cwd="/",
+        )
+        ready = process.stdout.readline()
+        if "ready" not in ready:
+            process.kill()
+            raise RuntimeError("the grader's sandbox server did not start")
+        atexit.register(process.kill)
+        return process
+
+    def submit(self, request: dict[str, Any]) -> int:
+        """Start one answer's supervisor; return its pid."""
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                self.process = self._start()
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            reply = json.loads(self.process.stdout.readline())
+        return int(reply["supervisor"])
 
 
-def _limit(limits: Limits, user: tuple[int, int] | None) -> None:
-    """Runs in the child between fork and exec."""
-    os.setsid()
-    memory = limits.memory_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = int(limits.time_s) + 5
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    size = limits.file_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if user is not None:
-        _become(user)
-    if os.geteuid() != 0:  # the kernel does not apply RLIMIT_NPROC to root
-        processes = _current_processes() + limits.processes
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-
-
-def _current_processes() -> int:
-    uid = os.geteuid()
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                count += entry.stat().st_uid == uid
-            except OSError:
-                pass
-    return count
+_SERVER = _ForkServer()
 
 
 def _environment(scratch: Path) -> dict[str, str]:
@@ -141,8 +157,6 @@ def run_answer(
     question_id: str, inputs: dict[str, Any], statements: list[Statement], limits: Limits
 ) -> RunResult:
     """Run ``statements`` and the question's ``respond`` on ``inputs`` in a sandbox."""
-    import time
-
     start = time.perf_counter()
     user = _unprivileged_user()
     scratch = Path(tempfile.mkdtemp(prefix="flowcourse-grade-"))
@@ -154,42 +168,39 @@ def run_answer(
         if user is not None:
             for path in (scratch, *scratch.iterdir()):
                 os.chown(path, *user)
-        returncode, notes = _run(scratch, limits, user)
-        outputs, more = _read_response(scratch, returncode, limits)
-        return RunResult(outputs, notes + more, time.perf_counter() - start)
+        wall_s = limits.time_s + 30
+        _SERVER.submit(
+            {
+                "scratch": str(scratch),
+                "limits": asdict(limits),
+                "user": list(user) if user else None,
+                "environment": _environment(scratch),
+                "wall_s": wall_s,
+            }
+        )
+        status = _wait_for_exit(scratch, wall_s + 30)
+        outputs, notes = _read_response(scratch, status)
+        return RunResult(outputs, notes, time.perf_counter() - start)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(scratch: Path, limits: Limits, user: tuple[int, int] | None) -> tuple[int | None, list]:
-    command = [sys.executable, "-I", "-c", _BOOTSTRAP.format(path=_PACKAGE_PARENT), str(scratch)]
-    with open(scratch / "stdout.txt", "wb") as stdout:
-        process = subprocess.Popen(
-            command,
-            cwd=scratch,
-            env=_environment(scratch),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _limit(limits, user),
-        )
-        try:
-            returncode = process.wait(timeout=limits.time_s + 30)
-            notes = []
-        except subprocess.TimeoutExpired:
-            returncode, notes = None, [f"stopped after {limits.time_s + 30:.0f} s (time limit)"]
-        finally:
+def _wait_for_exit(scratch: Path, deadline_s: float) -> dict[str, Any]:
+    """The supervisor's ``exit.json``; it is written once the answer's process is gone."""
+    path = scratch / "exit.json"
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if path.is_file():
+            time.sleep(0.01)  # written in one call; let it land
             try:
-                os.killpg(process.pid, signal.SIGKILL)  # and anything it started
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait()
-    return returncode, notes
+                return json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+        time.sleep(0.02)
+    return {"timed_out": True, "error": "the supervisor did not report"}
 
 
-def _read_response(
-    scratch: Path, returncode: int | None, limits: Limits
-) -> tuple[dict[str, Any], list[str]]:
+def _read_response(scratch: Path, status: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     notes: list[str] = []
     log = scratch / "log.json"
     if log.is_file() and log.stat().st_size < 2**20:
@@ -198,15 +209,17 @@ def _read_response(
         except (ValueError, KeyError, TypeError):
             pass
     response = scratch / "response.pt"
-    if returncode != 0 or not response.is_file():
-        tail = _tail(scratch / "stdout.txt")
+    if status.get("timed_out"):
+        notes.append("the answer's process was stopped at the time limit")
+    if status.get("exit_code") != 0 or not response.is_file():
+        code = status.get("exit_code")
         reason = (
             "it ran past the time limit"
-            if returncode is None
-            else f"its process ended with exit code {returncode}"
-            f"{' (memory limit?)' if returncode in (-9, 137) else ''}"
+            if status.get("timed_out")
+            else f"its process ended with exit code {code}"
+            f"{' (killed: memory or CPU limit?)' if code in (-9, -24) else ''}"
         )
-        return {"missing": f"no answer came back: {reason}{tail}"}, notes
+        return {"missing": f"no answer came back: {reason}{_tail(scratch / 'stdout.txt')}"}, notes
     if response.stat().st_size > _MAX_RESPONSE_BYTES:
         return {"missing": "the answer's outputs were too large to read"}, notes
     try:
