@@ -13,6 +13,9 @@ The sub-packages mirror the book's parts:
 - :mod:`flowcourse.glow`: *Glow*;
 - :mod:`flowcourse.autoregressive`: *MADE*, *MAF*, *IAF*;
 - :mod:`flowcourse.vi`: planar and radial flows (*IAF and variational inference*);
+- :mod:`flowcourse.exercises`: the graded questions and ``check``;
+  :mod:`flowcourse.grading`: ``flowcourse grade`` for instructors;
+  :mod:`flowcourse.notebook`: ``glue`` for notebooks that run outside the book build;
 - :mod:`flowcourse.models`: ready-made flows; :mod:`flowcourse.data`,
   :mod:`flowcourse.preprocessing`, :mod:`flowcourse.training`, :mod:`flowcourse.io`;
   :mod:`flowcourse.viz` (figures; imported on demand, it needs matplotlib).
@@ -53,4 +56,4 @@ __all__ = [
     "training",
     "vi",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
