@@ -1,0 +1,284 @@
+"""The graded questions of the IAF chapter: right answers earn every point, wrong ones don't."""
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from flowcourse.core import Transform
+from flowcourse.exercises import grade_answer, question
+
+SEEDS = (0, 1, 2)
+
+
+# --- iaf.planar_u_hat ---------------------------------------------------------------------
+
+
+def planar_u_hat(u, w):
+    """The book's solution."""
+    w_dot_u = w @ u
+    return u + (F.softplus(w_dot_u) - 1 - w_dot_u) * w / (w @ w)
+
+
+def planar_stub(u, w):
+    raise NotImplementedError("iaf.planar_u_hat: your formula")
+
+
+def forgot_minus_one(u, w):  # m(a) = softplus(a)
+    w_dot_u = w @ u
+    return u + (F.softplus(w_dot_u) - w_dot_u) * w / (w @ w)
+
+
+def unit_w(u, w):  # divides by |w| instead of |w|^2
+    w_dot_u = w @ u
+    return u + (F.softplus(w_dot_u) - 1 - w_dot_u) * w / w.norm()
+
+
+def only_when_violated(u, w):  # corrects u only if w^T u < -1
+    return planar_u_hat(u, w) if float(w @ u) < -1 else u
+
+
+def clamp_slope(u, w):  # moves w^T u to -1 exactly when it is below
+    w_dot_u = w @ u
+    return u + (torch.clamp(w_dot_u, min=-1) - w_dot_u) * w / (w @ w)
+
+
+# --- iaf.gated_step -----------------------------------------------------------------------
+
+
+class MyGatedStep(Transform):
+    """The book's solution."""
+
+    def __init__(self, made):
+        super().__init__()
+        self.made = made
+
+    def proposal_and_logit(self, z):
+        return self.made(z).chunk(2, dim=1)
+
+    def inverse(self, z):
+        proposal, gate_logit = self.proposal_and_logit(z)
+        gate = torch.sigmoid(gate_logit)
+        return gate * z + (1 - gate) * proposal, F.logsigmoid(gate_logit).sum(dim=1)
+
+    def forward(self, x):
+        z = torch.zeros_like(x)
+        for position in range(1, x.shape[1] + 1):
+            proposal, gate_logit = self.proposal_and_logit(z)
+            gate = torch.sigmoid(gate_logit)
+            z = torch.where(self.made.order == position, (x - (1 - gate) * proposal) / gate, z)
+        return z, -F.logsigmoid(gate_logit).sum(dim=1)
+
+
+class GatedStub(MyGatedStep):
+    def inverse(self, z):
+        raise NotImplementedError("iaf.gated_step: write inverse")
+
+    def forward(self, x):
+        raise NotImplementedError("iaf.gated_step: write forward")
+
+
+class ChunksSwapped(MyGatedStep):  # (s, m) instead of (m, s)
+    def proposal_and_logit(self, z):
+        gate_logit, proposal = self.made(z).chunk(2, dim=1)
+        return proposal, gate_logit
+
+
+class GateOnProposal(MyGatedStep):  # x = (1 - sigma) z + sigma m
+    def inverse(self, z):
+        proposal, gate_logit = self.proposal_and_logit(z)
+        gate = torch.sigmoid(gate_logit)
+        return (1 - gate) * z + gate * proposal, F.logsigmoid(-gate_logit).sum(dim=1)
+
+
+class ForwardLogDetSign(MyGatedStep):
+    def forward(self, x):
+        z, log_abs_det = super().forward(x)
+        return z, -log_abs_det
+
+
+class OnePassForward(MyGatedStep):
+    def forward(self, x):
+        proposal, gate_logit = self.proposal_and_logit(x)
+        gate = torch.sigmoid(gate_logit)
+        return (x - (1 - gate) * proposal) / gate, -F.logsigmoid(gate_logit).sum(dim=1)
+
+
+class GatedIdentity(MyGatedStep):
+    def inverse(self, z):
+        return z, z.new_zeros(len(z))
+
+    def forward(self, x):
+        return x, x.new_zeros(len(x))
+
+
+# --- iaf.radial_sampler -------------------------------------------------------------------
+
+
+class MyRadial(Transform):
+    """The book's solution."""
+
+    def __init__(self, center, alpha, beta):
+        super().__init__()
+        self.center, self.alpha, self.beta = center, alpha, beta
+
+    def parts(self, z):
+        v = z - self.center
+        r = v.norm(dim=1)
+        return v, r, 1 / (self.alpha + r)
+
+    def inverse(self, z):
+        v, r, h = self.parts(z)
+        x = z + (self.beta * h)[:, None] * v
+        D = z.shape[1]
+        log_abs_det = (D - 1) * torch.log1p(self.beta * h) + torch.log1p(
+            self.beta * h - self.beta * h**2 * r
+        )
+        return x, log_abs_det
+
+    def forward(self, x):
+        raise NotImplementedError("the density direction is not asked for")
+
+
+class RadialStub(MyRadial):
+    def inverse(self, z):
+        raise NotImplementedError("iaf.radial_sampler: write inverse")
+
+
+class RadialMissingMultiplicity(MyRadial):  # (D - 1) forgotten
+    def inverse(self, z):
+        x, _ = super().inverse(z)
+        _, r, h = self.parts(z)
+        return x, torch.log1p(self.beta * h) + torch.log1p(self.beta * h - self.beta * h**2 * r)
+
+
+class RadialWrongDerivative(MyRadial):  # h' = +h^2
+    def inverse(self, z):
+        x, _ = super().inverse(z)
+        _, r, h = self.parts(z)
+        D = z.shape[1]
+        return x, (D - 1) * torch.log1p(self.beta * h) + torch.log1p(
+            self.beta * h + self.beta * h**2 * r
+        )
+
+
+class RadialSquaredDistance(MyRadial):  # r = |z - z0|^2
+    def parts(self, z):
+        v = z - self.center
+        r = (v**2).sum(dim=1)
+        return v, r, 1 / (self.alpha + r)
+
+
+class RadialIdentity(MyRadial):
+    def inverse(self, z):
+        return z, z.new_zeros(len(z))
+
+
+# --- tests --------------------------------------------------------------------------------
+
+CORRECT = {
+    "iaf.planar_u_hat": planar_u_hat,
+    "iaf.gated_step": MyGatedStep,
+    "iaf.radial_sampler": MyRadial,
+}
+STUBS = {
+    "iaf.planar_u_hat": [planar_stub, None],
+    "iaf.gated_step": [GatedStub, ...],
+    "iaf.radial_sampler": [RadialStub, None],
+}
+WRONG = {
+    "iaf.planar_u_hat": [forgot_minus_one, unit_w, only_when_violated, clamp_slope],
+    "iaf.gated_step": [ChunksSwapped, GateOnProposal, ForwardLogDetSign, OnePassForward],
+    "iaf.radial_sampler": [
+        RadialMissingMultiplicity,
+        RadialWrongDerivative,
+        RadialSquaredDistance,
+    ],
+}
+TRIVIAL = {
+    "iaf.planar_u_hat": [lambda u, w: u, lambda u, w: torch.zeros_like(u), lambda u, w: w],
+    "iaf.gated_step": [GatedIdentity],
+    "iaf.radial_sampler": [RadialIdentity],
+}
+
+
+@pytest.mark.parametrize("question_id", list(CORRECT))
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_solution_earns_every_point(question_id, seed):
+    score = grade_answer(question_id, CORRECT[question_id], seed=seed)
+    assert score.answered
+    assert math.isclose(score.points, question(question_id).points), score.report()
+
+
+@pytest.mark.parametrize("question_id", list(STUBS))
+def test_a_stub_earns_nothing_and_is_not_answered(question_id):
+    for stub in STUBS[question_id]:
+        score = grade_answer(question_id, stub, seed=0)
+        assert score.points == 0, score.report()
+        assert score.answered is False, score.report()
+
+
+@pytest.mark.parametrize(
+    ("question_id", "wrong"),
+    [(question_id, answer) for question_id, answers in WRONG.items() for answer in answers],
+)
+def test_a_wrong_answer_loses_points(question_id, wrong):
+    for seed in (0, 1):
+        score = grade_answer(question_id, wrong, seed=seed)
+        assert score.answered
+        assert score.points < question(question_id).points, (wrong, score.report())
+
+
+@pytest.mark.parametrize(
+    ("question_id", "trivial"),
+    [(question_id, answer) for question_id, answers in TRIVIAL.items() for answer in answers],
+)
+def test_a_trivial_answer_earns_nothing(question_id, trivial):
+    for seed in SEEDS:
+        score = grade_answer(question_id, trivial, seed=seed)
+        assert score.points == 0, score.report()
+
+
+def test_correcting_only_violations_earns_half_of_planar():
+    score = grade_answer("iaf.planar_u_hat", only_when_violated, seed=3)
+    assert score.points == 1, score.report()
+
+
+def test_the_gated_log_det_earns_points_only_with_the_values():
+    class LogDetOnly(GatedIdentity):
+        def inverse(self, z):
+            _, log_abs_det = MyGatedStep.inverse(self, z)
+            return z, log_abs_det
+
+    score = grade_answer("iaf.gated_step", LogDetOnly, seed=0)
+    assert score.points == 0, score.report()
+
+
+def test_a_wrong_constructor_signature_is_reported():
+    class NoArguments(Transform):
+        def __init__(self):
+            super().__init__()
+
+    score = grade_answer("iaf.radial_sampler", NoArguments, seed=0)
+    assert score.points == 0
+    assert "MyRadial(center, alpha, beta) raised" in score.report()
+
+
+def test_the_radial_parameters_are_invertible_and_far_from_the_identity():
+    for seed in range(20):
+        generator = torch.Generator().manual_seed(seed)
+        inputs = question("iaf.radial_sampler").make_inputs(generator)
+        assert inputs["alpha"] > 0 and inputs["beta"] > -inputs["alpha"]
+        assert abs(inputs["beta"]) >= 0.3 - 1e-12
+
+
+def test_the_protected_objects_exist():
+    import importlib
+
+    for question_id in CORRECT:
+        for name in question(question_id).protected:
+            module_name, _, qualname = name.partition(":")
+            target = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                target = getattr(target, part)
