@@ -36,6 +36,7 @@ __all__ = [
     "Question",
     "Result",
     "Score",
+    "TimeLimitExceeded",
     "attempt",
     "compare",
     "diagnostic",
@@ -45,6 +46,17 @@ __all__ = [
 ]
 
 NOT_ANSWERED = "not answered yet"
+
+
+class TimeLimitExceeded(BaseException):
+    """Raised in an answer's code when its time is up, by the grader's sandbox (a
+    BaseException, so that an ``except Exception`` in the answer does not swallow it)."""
+
+
+TimeLimitExceeded.__module__ = "builtins"  # error messages name it without a path
+
+#: Set by the grader's sandbox: a context manager that limits the time of one call.
+_call_limit: Callable[[], Any] | None = None
 _KINDS = ("class", "function", "value")
 
 
@@ -190,7 +202,14 @@ def attempt(outputs: dict[str, Any], key: str, compute: Callable[[], Any]) -> An
     """Store ``plain(compute())`` in ``outputs[key]``, or the error it raised under
     ``outputs[key + ":error"]``; return the raw value (``None`` after an error)."""
     try:
-        value = compute()
+        if _call_limit is None:
+            value = compute()
+        else:
+            with _call_limit():
+                value = compute()
+    except TimeLimitExceeded:
+        outputs[f"{key}:error"] = "ran past its time limit"
+        return None
     except NotImplementedError as error:
         outputs[f"{key}:error"] = f"{NOT_ANSWERED} ({error_of(error)})"
         return None

@@ -121,7 +121,7 @@ def _answer(request: dict[str, Any]) -> None:
 def _set_limits(limits: dict[str, Any]) -> None:
     memory = int(limits["memory_mb"]) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = int(limits["time_s"]) + 5
+    cpu = 2 * int(limits["time_s"]) + 10
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     size = int(limits["file_mb"]) * 2**20
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))

@@ -47,6 +47,7 @@ _BOOTSTRAP = (
     "from flowcourse.grading.forkserver import serve; serve()"
 )
 _MAX_RESPONSE_BYTES = 16 * 2**20
+_SIGNALS = {-9: " (killed: out of memory?)", -24: " (killed: it ran past its CPU time limit)"}
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def run_answer(
         if user is not None:
             for path in (scratch, *scratch.iterdir()):
                 os.chown(path, *user)
-        wall_s = limits.time_s + 30
+        wall_s = 2 * limits.time_s + 30
         _SERVER.submit(
             {
                 "scratch": str(scratch),
@@ -216,8 +217,7 @@ def _read_response(scratch: Path, status: dict[str, Any]) -> tuple[dict[str, Any
         reason = (
             "it ran past the time limit"
             if status.get("timed_out")
-            else f"its process ended with exit code {code}"
-            f"{' (killed: memory or CPU limit?)' if code in (-9, -24) else ''}"
+            else f"its process ended with exit code {code}{_SIGNALS.get(code, '')}"
         )
         return {"missing": f"no answer came back: {reason}{_tail(scratch / 'stdout.txt')}"}, notes
     if response.stat().st_size > _MAX_RESPONSE_BYTES:

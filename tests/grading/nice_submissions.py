@@ -107,7 +107,8 @@ SUBMISSIONS = {
             SCALING,
             "while True:\n    pass",
         ],
-        _with(additive_coupling=0),
+        # forward never returns; inverse is right and earns its 1.5 points
+        _with(additive_coupling=1.5),
     ),
     "exits_interpreter": (
         [
