@@ -26,6 +26,7 @@ import torch
 import yaml
 
 import flowcourse
+from flowcourse.exercises.registry import CHAPTERS as REGISTERED_CHAPTERS
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK_DIR = ROOT / "book"
@@ -47,26 +48,37 @@ CHAPTERS = _load_sync_script().chapter_sources(BOOK_DIR)
 
 
 def standard_first_cell() -> str:
-    """The code of the standard first cell, as CONTRIBUTING.md shows it."""
+    """The code of the standard first two cells (install, set-up), as CONTRIBUTING.md
+    shows them."""
     text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
     block = re.search(
-        r"<!-- standard-first-cell:start -->\n```\{code-cell\} ipython3\n(.*?)```\n"
-        r"<!-- standard-first-cell:end -->",
+        r"<!-- standard-first-cell:start -->\n(.*?)<!-- standard-first-cell:end -->",
         text,
         re.DOTALL,
     )
-    assert block, "expected CONTRIBUTING.md to hold the standard first cell between markers"
-    return block.group(1)
+    assert block, "expected CONTRIBUTING.md to hold the standard first cells between markers"
+    cells = re.findall(
+        r"```\{code-cell\} ipython3\n(?::tags: [^\n]*\n\n)?(.*?)```\n", block.group(1), re.DOTALL
+    )
+    assert len(cells) == 2, f"expected the install cell and the set-up cell, got {len(cells)}"
+    return "\n".join(cells)
 
 
 def first_code_cell(chapter: Path) -> str:
+    """The chapter's install cell (tagged ``colab-install``) and its set-up cell, joined."""
     cells = [cell for cell in jupytext.read(chapter).cells if cell.cell_type == "code"]
-    assert cells, f"expected {chapter.name} to have code cells"
-    return cells[0].source
+    assert len(cells) >= 2, f"expected {chapter.name} to have code cells"
+    tags = cells[0].metadata.get("tags", [])
+    assert "colab-install" in tags, (
+        f"expected {chapter.name}'s first code cell to be tagged colab-install"
+    )
+    return cells[0].source + "\n" + cells[1].source
 
 
+# The course's chapters (the pages for students and instructors have no set-up cell).
+COURSE_CHAPTERS = [chapter for chapter in CHAPTERS if chapter.stem in REGISTERED_CHAPTERS]
 FIRST_CELLS = [("CONTRIBUTING.md", standard_first_cell)] + [
-    (chapter.name, lambda chapter=chapter: first_code_cell(chapter)) for chapter in CHAPTERS
+    (chapter.name, lambda chapter=chapter: first_code_cell(chapter)) for chapter in COURSE_CHAPTERS
 ]
 
 
@@ -148,7 +160,7 @@ def test_first_cell_installs_flowcourse_from_the_repository_when_missing(
     name: str, source, run_first_cell
 ) -> None:
     record = run_first_cell(source(), flowcourse_importable=False)
-    specifier = f'"flowcourse @ git+{REPOSITORY_URL}"'
+    specifier = f'"flowcourse @ git+{REPOSITORY_URL}@v{flowcourse.__version__}"'
     assert len(record.pip) == 1, f"{name}: expected one %pip call, got {record.pip}"
     (line,) = record.pip
     assert line.split()[0] == "install" and specifier in line, (
@@ -283,7 +295,8 @@ def test_chapter_runner_reports_the_failing_cell(tmp_path: Path) -> None:
     (tmp_path / "book").mkdir()
     (tmp_path / "scripts").mkdir()
     shutil.copy(BOOK_DIR / "conftest.py", tmp_path / "book" / "conftest.py")
-    shutil.copy(ROOT / "scripts" / "sync_notebooks.py", tmp_path / "scripts")
+    for script in ("sync_notebooks.py", "myst_to_markdown.py"):
+        shutil.copy(ROOT / "scripts" / script, tmp_path / "scripts")
     cell = "```{code-cell} ipython3\n%s\n```\n\n"
     skipped = '```{code-cell} ipython3\n:tags: [skip-execution]\nraise RuntimeError("ran")\n```\n\n'
     good = HEADER + "# Good\n\n" + cell % "x = 41" + skipped + cell % "assert x + 1 == 42"
