@@ -73,6 +73,16 @@ def save(flow: nn.Module, path: str | os.PathLike) -> None:
     torch.save(checkpoint, path)
 
 
+def _release(version: object) -> tuple[int, ...]:
+    """``(0, 2, 0)`` from ``"0.2.0"`` (or ``"0.2.0.dev1"``); ``()`` when unreadable."""
+    numbers = []
+    for part in str(version).split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
 def load(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
@@ -99,10 +109,13 @@ def load(
     from flowcourse import __version__
 
     saved_version = checkpoint.get("flowcourse_version")
-    if saved_version != __version__:
+    if _release(saved_version) > _release(__version__):
+        # An older release's checkpoint of the same format loads as it is (the state is
+        # loaded strictly, so a changed layer fails loudly); a newer one may hold layers
+        # or conventions this release does not know.
         warnings.warn(
-            f"{os.fspath(path)!r} was written by flowcourse {saved_version}; this is "
-            f"{__version__}. Loading it anyway.",
+            f"{os.fspath(path)!r} was written by flowcourse {saved_version}, newer than "
+            f"this {__version__}. Loading it anyway.",
             stacklevel=2,
         )
     state_dict = checkpoint["state_dict"]

@@ -2,6 +2,7 @@
 
 import sys
 import types
+import warnings
 
 import pytest
 import torch
@@ -110,12 +111,17 @@ def test_checkpoint_contents(tmp_path):
     assert all(t.device.type == "cpu" for t in checkpoint["state_dict"].values())
 
 
-def test_a_different_version_warns(tmp_path, fake_models):
+def test_a_newer_version_warns_and_an_older_one_loads_silently(tmp_path, fake_models):
     io.save(toy_flow(), tmp_path / "flow.pt")
     checkpoint = torch.load(tmp_path / "flow.pt", weights_only=True)
+    checkpoint["flowcourse_version"] = "99.0.1"
+    torch.save(checkpoint, tmp_path / "new.pt")
+    with pytest.warns(UserWarning, match="flowcourse 99.0.1, newer than"):
+        io.load(tmp_path / "new.pt")
     checkpoint["flowcourse_version"] = "0.0.1"
     torch.save(checkpoint, tmp_path / "old.pt")
-    with pytest.warns(UserWarning, match="flowcourse 0.0.1"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
         io.load(tmp_path / "old.pt")
 
 
