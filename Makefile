@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 # fighting over two cores (ten times faster for the Jacobian tests under load).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: book test setup lint unit notebooks build-strict browser browser-deps vendor clean checkpoints benchmark
+.PHONY: book test setup lint unit notebooks build-strict browser browser-deps vendor clean checkpoints benchmark release-check
 
 setup: $(STAMP) $(VENDOR_STAMP)
 
@@ -63,6 +63,12 @@ test: setup lint
 	$(BIN)/pytest -n 2 --dist loadgroup tests book -m "not browser"
 	$(MAKE) build-strict
 	$(MAKE) browser
+
+# Before tagging v<version>: the version set once and named everywhere (changelog,
+# install cells, CITATION.cff, footer), and an sdist and wheel that hold the checkpoints
+# and exercises (built offline with the venv's setuptools). Not part of make test.
+release-check: $(STAMP)
+	$(BIN)/python scripts/release_check.py
 
 # Rebuild the small checkpoints the book loads by default (seeded, reproducible).
 checkpoints: $(STAMP)
