@@ -20,7 +20,7 @@ from torch import Tensor
 
 from flowcourse.exercises.generative_models import build_flow, draw_flow
 from flowcourse.exercises.question import Question, Result, attempt, compare, diagnostic
-from flowcourse.exercises.transforms import judge_transform, respond_transform
+from flowcourse.exercises.transforms import judge_transform, respond_layer
 
 __all__ = ["QUESTIONS", "SELF_ASSESSED"]
 
@@ -115,12 +115,7 @@ def _respond_elementwise(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
             layer.shift.copy_(inputs["shift"])
         return layer
 
-    outputs: dict[str, Any] = {}
-    layer = attempt(outputs, "layer", build)
-    outputs.pop("layer", None)
-    if layer is None:
-        return outputs
-    return outputs | respond_transform(layer, inputs["x"], inputs["z"])
+    return respond_layer(build, inputs["x"], inputs["z"])
 
 
 def _judge_elementwise(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:

@@ -24,7 +24,7 @@ from flowcourse.exercises.question import (
     compare,
     diagnostic,
 )
-from flowcourse.exercises.transforms import judge_transform, respond_transform
+from flowcourse.exercises.transforms import judge_transform, respond_layer
 from flowcourse.glow import LUInvertible1x1Conv
 
 __all__ = ["QUESTIONS", "SELF_ASSESSED"]
@@ -75,12 +75,7 @@ def _prepared_layer(answer: Any, inputs: dict[str, Any]) -> Any:
 
 
 def _respond_lu(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-    outputs: dict[str, Any] = {}
-    layer = attempt(outputs, "layer", lambda: _prepared_layer(answer, inputs))
-    outputs.pop("layer", None)
-    if layer is None:
-        return outputs
-    return outputs | respond_transform(layer, inputs["x"], inputs["z"])
+    return respond_layer(lambda: _prepared_layer(answer, inputs), inputs["x"], inputs["z"])
 
 
 def _judge_lu(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:

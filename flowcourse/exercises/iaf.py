@@ -29,7 +29,7 @@ from flowcourse.exercises.question import (
     diagnostic,
     not_answered,
 )
-from flowcourse.exercises.transforms import judge_transform, respond_transform
+from flowcourse.exercises.transforms import judge_transform, respond_layer, respond_transform
 from flowcourse.vi import Radial
 
 __all__ = ["QUESTIONS", "SELF_ASSESSED"]
@@ -207,12 +207,7 @@ def _gated_reference(inputs: dict[str, Any]) -> GatedInverseAutoregressive:
 
 def _respond_gated(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     made = _build_made(inputs["made"]["spec"], inputs["made"]["state"])
-    outputs: dict[str, Any] = {}
-    layer = attempt(outputs, "layer", lambda: answer(made))
-    outputs.pop("layer", None)
-    if layer is None:
-        return outputs
-    return outputs | respond_transform(layer, inputs["x"], inputs["z"])
+    return respond_layer(lambda: answer(made), inputs["x"], inputs["z"])
 
 
 def _judge_gated(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:

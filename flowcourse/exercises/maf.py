@@ -18,7 +18,7 @@ from torch import Tensor
 
 from flowcourse.autoregressive import MADE, MaskedAffineAutoregressive
 from flowcourse.exercises.question import Question, Result, attempt, compare, diagnostic
-from flowcourse.exercises.transforms import judge_transform, respond_transform
+from flowcourse.exercises.transforms import judge_transform, respond_layer
 
 __all__ = ["QUESTIONS", "SELF_ASSESSED"]
 
@@ -73,12 +73,7 @@ def _layer_inputs(generator: torch.Generator) -> dict[str, Any]:
 
 def _respond_layer(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     made = _build_made(inputs["made"]["spec"], inputs["made"]["state"])
-    outputs: dict[str, Any] = {}
-    layer = attempt(outputs, "layer", lambda: answer(made))
-    outputs.pop("layer", None)
-    if layer is None:
-        return outputs
-    return outputs | respond_transform(layer, inputs["x"], inputs["z"])
+    return respond_layer(lambda: answer(made), inputs["x"], inputs["z"])
 
 
 def _autoregressive(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:

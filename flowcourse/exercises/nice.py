@@ -23,7 +23,7 @@ from flowcourse.exercises.transforms import (
     build_mlp,
     draw_mlp,
     judge_transform,
-    respond_transform,
+    respond_layer,
 )
 
 __all__ = ["QUESTIONS", "SELF_ASSESSED"]
@@ -50,13 +50,9 @@ def _coupling_inputs(generator: torch.Generator) -> dict[str, Any]:
 
 def _respond_coupling(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     conditioner = build_mlp(**_mlp(inputs["conditioner"]))
-    outputs: dict[str, Any] = {}
-    layer = attempt(outputs, "layer", lambda: answer(inputs["mask"].clone(), conditioner))
-    if layer is None:
-        outputs.pop("layer", None)
-        return outputs
-    outputs.pop("layer", None)
-    return outputs | respond_transform(layer, inputs["x"], inputs["z"])
+    return respond_layer(
+        lambda: answer(inputs["mask"].clone(), conditioner), inputs["x"], inputs["z"]
+    )
 
 
 def _mlp(drawn: dict[str, Any]) -> dict[str, Any]:

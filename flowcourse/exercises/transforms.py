@@ -28,6 +28,7 @@ __all__ = [
     "build_mlp",
     "draw_mlp",
     "judge_transform",
+    "respond_layer",
     "respond_transform",
 ]
 
@@ -90,6 +91,17 @@ def respond_transform(
         if "forward" not in directions:
             attempt(outputs, "jacobian", lambda: _inverse_jacobian(layer, z[:JACOBIAN_SAMPLES]))
     return outputs
+
+
+def respond_layer(build: Callable[[], Any], x: Tensor, z: Tensor) -> dict[str, Any]:
+    """Build the student's layer with ``build()`` (its error is recorded under
+    ``"layer:error"``), then :func:`respond_transform` on it."""
+    outputs: dict[str, Any] = {}
+    layer = attempt(outputs, "layer", build)
+    outputs.pop("layer", None)
+    if layer is None:
+        return outputs
+    return outputs | respond_transform(layer, x, z)
 
 
 def _inverse_jacobian(layer: Any, z: Tensor) -> Tensor:
