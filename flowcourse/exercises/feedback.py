@@ -65,8 +65,7 @@ def check(question_id: str, answer: Any, seed: int | None = None) -> Score:
     Example:
         >>> from flowcourse.exercises import check
         >>> score = check("nice.nll_gap_bound", None)
-        FAIL answer found: not answered yet: define nll_gap_lower_bound (function)
-        nice.nll_gap_bound: 0/2 points (not answered yet)
+        nice.nll_gap_bound: 0/2 points, not answered yet: define nll_gap_lower_bound (function)
     """
     try:
         score = grade_answer(question_id, answer, seed)
