@@ -165,6 +165,9 @@ class Question:
         """Judge ``outputs`` against the reference on ``inputs``; never raises."""
         if outputs.get("missing"):
             message = str(outputs["missing"])
+            if outputs.get("crashed"):  # answered, but its process died or timed out
+                result = Result("answer ran", False, 0.0, 0.0, message)
+                return Score(self.id, (result,), self.points, answered=True)
             result = Result("answer found", False, 0.0, 0.0, message)
             return Score(self.id, (result,), self.points, answered=False)
         try:

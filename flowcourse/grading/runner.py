@@ -172,7 +172,7 @@ def main(scratch: str) -> None:
             outputs = {"unanswered": True, "missing": f"{NOT_ANSWERED} ({error_of(error)})"}
         except BaseException as error:  # noqa: BLE001
             reason = "ran too long" if isinstance(error, TimeLimitExceeded) else error_of(error)
-            outputs = {"missing": f"calling {item.answer_name} failed: {reason}"}
+            outputs = {"missing": f"calling {item.answer_name} failed: {reason}", "crashed": True}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     torch.save(plain(outputs), folder / "response.pt")

@@ -47,7 +47,11 @@ _BOOTSTRAP = (
     "from flowcourse.grading.forkserver import serve; serve()"
 )
 _MAX_RESPONSE_BYTES = 16 * 2**20
-_SIGNALS = {-9: " (killed: out of memory?)", -24: " (killed: it ran past its CPU time limit)"}
+_SIGNALS = {
+    -9: " (killed: out of memory?)",
+    -24: " (killed: it ran past its CPU time limit)",
+    0: " before it returned its outputs (does the answer call exit() or os._exit()?)",
+}
 
 
 @dataclass(frozen=True)
@@ -219,15 +223,21 @@ def _read_response(scratch: Path, status: dict[str, Any]) -> tuple[dict[str, Any
             if status.get("timed_out")
             else f"its process ended with exit code {code}{_SIGNALS.get(code, '')}"
         )
-        return {"missing": f"no answer came back: {reason}{_tail(scratch / 'stdout.txt')}"}, notes
+        return {
+            "crashed": True,
+            "missing": f"no answer came back: {reason}{_tail(scratch / 'stdout.txt')}",
+        }, notes
     if response.stat().st_size > _MAX_RESPONSE_BYTES:
-        return {"missing": "the answer's outputs were too large to read"}, notes
+        return {"crashed": True, "missing": "the answer's outputs were too large to read"}, notes
     try:
         outputs = torch.load(response, weights_only=True, map_location="cpu")
     except Exception as error:  # a forged or broken file
-        return {"missing": f"the answer's outputs could not be read safely: {error}"}, notes
+        return {
+            "crashed": True,
+            "missing": f"the answer's outputs could not be read safely: {error}",
+        }, notes
     if not isinstance(outputs, dict):
-        return {"missing": "the answer's outputs were not a dict"}, notes
+        return {"crashed": True, "missing": "the answer's outputs were not a dict"}, notes
     return outputs, notes
 
 
