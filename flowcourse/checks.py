@@ -175,13 +175,13 @@ def check_normalized(
     tolerance: float = 0.01,
     dtype: torch.dtype = torch.float64,
 ) -> CheckResult:
-    r"""Check that a 2-D density integrates to one on the square ``bounds``².
+    r"""Check that a 2-D density integrates to one on the square ``bounds`` x ``bounds``.
 
     ``log_prob`` is a flow (anything with a ``log_prob`` method) or a function from
     ``(N, 2)`` points to ``(N,)`` log-densities. The integral is a midpoint sum on a
-    ``resolution``² grid; mass outside the square counts as missing. For a module, the grid
-    takes the module's own device and dtype (``dtype`` then applies only to plain
-    functions): convert the module with ``.double()`` for a float64 check.
+    ``resolution`` x ``resolution`` grid; mass outside the square counts as missing. For
+    a module, the grid takes the module's own device and dtype (``dtype`` then applies
+    only to plain functions): convert the module with ``.double()`` for a float64 check.
     """
     fn = getattr(log_prob, "log_prob", log_prob)
     low, high = bounds

@@ -1,4 +1,5 @@
-r"""Ready-made flows for the book's data: one factory per model, each returning a :class:`Flow`.
+r"""Ready-made flows for the book's data: one factory per model, each returning a
+:class:`~flowcourse.core.Flow`.
 
 Every factory builds its model from the package's layers (nothing here is a new layer),
 puts a standard normal base under it, and records how it was called in
@@ -61,8 +62,8 @@ __all__ = [
     "GLOW_COUPLINGS",
 ]
 
-#: Glow's channel mixing, by name: ``(channels, seed) -> Transform``. Names, not classes,
-#: because ``flow.config`` goes into a checkpoint's JSON.
+#: The names of Glow's channel mixings, each a ``(channels, seed) -> Transform``.
+#: Names, not classes, because ``flow.config`` goes into a checkpoint's JSON.
 GLOW_PERMUTATIONS: dict[str, Callable[[int, int], Transform]] = {
     "conv1x1": lambda channels, seed: LUInvertible1x1Conv(channels, seed=seed),
     "conv1x1_full": lambda channels, seed: Invertible1x1Conv(channels, seed=seed),
@@ -70,7 +71,7 @@ GLOW_PERMUTATIONS: dict[str, Callable[[int, int], Transform]] = {
     "reverse": lambda channels, seed: ReversePermutation(channels),
 }
 
-#: Glow's coupling, by name: ``(mask, channels, hidden_channels) -> Transform``.
+#: The names of Glow's couplings, each a ``(mask, channels, hidden_channels) -> Transform``.
 GLOW_COUPLINGS: dict[str, Callable[..., Transform]] = {
     "affine": AffineCoupling.for_images,
     "additive": AdditiveCoupling.for_images,

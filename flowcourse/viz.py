@@ -140,7 +140,8 @@ def grid_lines(bounds: Bounds = (-3.0, 3.0), num_lines: int = 11, resolution: in
 def density_on_grid(
     flow_or_density: object, bounds: Bounds = (-4.0, 4.0), resolution: int = 200
 ) -> tuple[Tensor, Tensor]:
-    r"""Evaluate :math:`p(x) = \exp \log p(x)` at the centres of a ``resolution``² grid.
+    r"""Evaluate :math:`p(x) = \exp \log p(x)` at the centres of a grid of
+    ``resolution`` x ``resolution`` cells.
 
     ``flow_or_density`` is anything with a ``log_prob`` method taking ``(N, 2)`` points
     (a :class:`~flowcourse.core.Flow`, a toy data set), or such a function itself.

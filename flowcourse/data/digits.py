@@ -16,7 +16,9 @@ from torch import Tensor
 
 __all__ = ["NUM_LEVELS", "IMAGE_SHAPE", "load_digits_tensors"]
 
+#: Grey levels of a digit pixel (0 to 16).
 NUM_LEVELS = 17
+#: The shape ``(channels, height, width)`` of one digit image.
 IMAGE_SHAPE = (1, 8, 8)
 
 

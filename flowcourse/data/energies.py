@@ -53,6 +53,7 @@ from flowcourse.validation import check_features
 
 __all__ = ["U1", "U2", "U3", "U4", "ENERGIES", "ENERGY_BOUNDS", "boxed", "log_normalizer"]
 
+#: The square ``[low, high]^2`` on which the energies are drawn and boxed.
 ENERGY_BOUNDS = (-4.0, 4.0)
 
 
@@ -127,6 +128,7 @@ def U4(z: Tensor) -> Tensor:
     )
 
 
+#: The four test energies of Rezende & Mohamed (2015), by name.
 ENERGIES: dict[str, Callable[[Tensor], Tensor]] = {"U1": U1, "U2": U2, "U3": U3, "U4": U4}
 
 

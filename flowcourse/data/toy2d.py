@@ -446,6 +446,7 @@ class RotatedMixture(ToyDensity):
         return f"RotatedMixture(features={self.features}, seed={self.seed})"
 
 
+#: The 2-D toy densities of the book, by name.
 DENSITIES: dict[str, type[ToyDensity]] = {
     "eight_gaussians": EightGaussians,
     "moons": TwoMoons,

@@ -45,6 +45,7 @@ __all__ = [
     "plain",
 ]
 
+#: What feedback says of an answer that is still the stub.
 NOT_ANSWERED = "not answered yet"
 
 
