@@ -470,7 +470,28 @@ def render_role(name: str, content: str, context: Context, line: int) -> str:
         return _render_glue(content, context, line)
     if name == "math":
         return f"${content}$"
+    if name in PYTHON_ROLES:
+        return _render_python(content, context, line)
     raise context.error(line, f"unknown role {{{name}}}")
+
+
+#: Sphinx's Python roles, which link to the book's API reference (book/api/<module>).
+PYTHON_ROLES = ("py:class", "py:func", "py:meth", "py:mod", "py:attr", "py:data", "py:obj")
+
+
+def _render_python(content: str, context: Context, line: int) -> str:
+    """``{py:class}`~flowcourse.core.Flow``` -> a link to its entry in the reference."""
+    text, target = _explicit(content)
+    short = target.startswith("~")
+    target = target.lstrip("~")
+    parts = target.split(".")
+    if len(parts) < 2 or parts[0] != "flowcourse":
+        raise context.error(line, f"a Python role must name a flowcourse object, got {target!r}")
+    docname = f"api/{parts[1]}"
+    if docname not in context.site.titles:
+        raise context.error(line, f"no reference page book/{docname}.md for {target!r}")
+    label = text or (parts[-1] if short else target)
+    return f"[`{label}`]({context.site.page_url(docname, target)})"
 
 
 def _render_citation(content: str, *, textual: bool, context: Context, line: int) -> str:
@@ -622,5 +643,7 @@ def build_site(book_dir: Path, base_url: str) -> Site:
                     f"{targets[target.label].docname}.md"
                 )
             targets[target.label] = target
+    for page in sorted(book_dir.glob("api/*.md")):  # the API reference, for Python roles
+        titles[f"api/{page.stem}"] = document_title(page.read_text(encoding="utf-8"))
     base = base_url if base_url.endswith("/") else base_url + "/"
     return Site(base, targets, titles, load_bibliography(book_dir / "references.bib"))

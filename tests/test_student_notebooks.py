@@ -394,7 +394,12 @@ def context() -> myst.Context:
         "thm-inv": myst.Target("thm-inv", "nice", "thm-inv", "Inverse of a coupling", "Theorem"),
         "ex-one": myst.Target("ex-one", "made", "ex-one", "Masks", "Exercise"),
     }
-    titles = {"nice": "NICE: additive coupling", "made": "MADE", "references": "References"}
+    titles = {
+        "nice": "NICE: additive coupling",
+        "made": "MADE",
+        "references": "References",
+        "api/core": "flowcourse.core",
+    }
     bibliography = {
         "dinh2015nice": myst.Reference(("Dinh", "Krueger", "Bengio"), "2015"),
         "kingma2018glow": myst.Reference(("Kingma", "Dhariwal"), "2018"),
@@ -428,6 +433,14 @@ REFS = f"{BASE}book/references.html"
         ("{glue}`nice.md::nice_nll`", "`nice_nll`"),
         ("{glue:text}`made.md::made_nll:.2f`", f"[`made_nll`]({BASE}book/made.html)"),
         ("{math}`x^2`", "$x^2$"),
+        (
+            "{py:class}`~flowcourse.core.Flow`",
+            f"[`Flow`]({BASE}book/api/core.html#flowcourse.core.Flow)",
+        ),
+        (
+            "{py:meth}`flowcourse.core.Flow.log_prob`",
+            f"[`flowcourse.core.Flow.log_prob`]({BASE}book/api/core.html#flowcourse.core.Flow.log_prob)",
+        ),
     ],
 )
 def test_roles_become_markdown(context: myst.Context, role: str, markdown: str) -> None:
