@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 # fighting over two cores (ten times faster for the Jacobian tests under load).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: book test setup lint unit notebooks build-strict browser browser-deps vendor clean checkpoints benchmark release-check
+.PHONY: book test setup lint unit notebooks build-strict browser browser-deps vendor clean checkpoints benchmark release-check pdf pdf-deps
 
 setup: $(STAMP) $(VENDOR_STAMP)
 
@@ -42,7 +42,7 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 --doctest-modules flowcourse
-	$(BIN)/pytest -n 2 --dist loadgroup tests -m "not browser"
+	$(BIN)/pytest -n 2 --dist loadgroup tests -m "not browser and not pdf"
 
 notebooks: $(STAMP)
 	$(BIN)/pytest -n 2 book
@@ -60,9 +60,24 @@ browser: browser-deps
 
 test: setup lint
 	$(BIN)/pytest -n 2 --doctest-modules flowcourse
-	$(BIN)/pytest -n 2 --dist loadgroup tests book -m "not browser"
+	$(BIN)/pytest -n 2 --dist loadgroup tests book -m "not browser and not pdf"
 	$(MAKE) build-strict
 	$(MAKE) browser
+
+# The printable edition: the whole book as one PDF, _build/latex/flowcourse.pdf, then a
+# check of its pages and chapter titles. Not part of make test (it adds minutes and a
+# TeX Live of about 400 MB); as root, the set-up installs Debian's TeX Live when missing.
+pdf-deps:
+	@command -v latexmk >/dev/null && command -v pdftotext >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends latexmk texlive-latex-recommended texlive-latex-extra \
+	    texlive-fonts-recommended texlive-xetex fonts-freefont-otf lmodern poppler-utils \
+	    >/dev/null; } || echo "TeX Live is missing and cannot be installed (not root)"; }
+
+pdf: setup pdf-deps
+	$(BIN)/jupyter-book build . --builder pdflatex
+	$(BIN)/pytest tests/test_pdf.py -m pdf
+	@echo "Open $(CURDIR)/_build/latex/flowcourse.pdf"
 
 # Before tagging v<version>: the version set once and named everywhere (changelog,
 # install cells, CITATION.cff, footer), and an sdist and wheel that hold the checkpoints

@@ -315,7 +315,7 @@ def evaluate_bits_per_dim(
     r"""Test bits/dim of integer ``levels``, averaged over images and dequantisation draws.
 
     For each of ``draws`` seeded noise draws: ``(inputs, log_abs_det) = preprocess(levels)``,
-    :math:`\log p_Y(y) = ` ``flow.log_prob(inputs) + log_abs_det``, then
+    :math:`\log p_Y(y)`, which is ``flow.log_prob(inputs) + log_abs_det``, then
     :func:`bits_per_dim`. The mean is an upper bound on the discrete bits/dim (Jensen);
     a fixed ``seed`` makes numbers from different models comparable. ``flow`` is a flow or
     any function from inputs to log-densities in nats. This is the protocol of every
