@@ -3,44 +3,14 @@ point, the stub and trivial or typical wrong answers do not."""
 
 import math
 
-import pytest
 import torch
 
-from flowcourse.exercises import grade_answer, question
-
-SEEDS = (0, 1, 2)
-
-
-def points(question_id, answer, seed):
-    return grade_answer(question_id, answer, seed=seed).points
-
-
-def assert_full(question_id, answer):
-    possible = question(question_id).points
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points == pytest.approx(possible), score.report()
-        assert score.answered
-
-
-def assert_loses(question_id, answer):
-    possible = question(question_id).points
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points < possible, score.report()
-
-
-def assert_zero(question_id, answer):
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points == 0, score.report()
-
-
-def assert_stub(question_id, stub):
-    for answer in (stub, None, ...):
-        score = grade_answer(question_id, answer, seed=0)
-        assert score.points == 0 and score.answered is False, score.report()
-
+from flowcourse.exercises import grade_answer
+from tests.exercises.contract import (
+    assert_full,
+    assert_stub,
+    assert_zero,
+)
 
 # --- generative_models.bits_per_dim -------------------------------------------------
 

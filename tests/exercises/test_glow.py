@@ -6,10 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from flowcourse.core import Transform
-from flowcourse.exercises import grade_answer, question
+from flowcourse.exercises import grade_answer
 from flowcourse.glow import random_rotation
-
-SEEDS = (0, 1, 2)
+from tests.exercises.contract import assert_full, assert_loses, assert_stub, raising_stub
 
 
 class MyLUConv1x1(Transform):
@@ -99,36 +98,17 @@ def batchnorm_log_abs_det(batch):
     return (-batch.shape[2] * batch.shape[3] * std.log().sum()).expand(len(batch))
 
 
-def _full(question_id, answer):
-    possible = question(question_id).points
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points == possible, score.report()
-
-
-def _loses(question_id, answer, seed=0):
-    score = grade_answer(question_id, answer, seed=seed)
-    assert score.points < score.possible, score.report()
-    return score
-
-
-def _stub(question_id, answer):
-    score = grade_answer(question_id, answer, seed=0)
-    assert score.points == 0 and not score.answered, score.report()
-
-
 def test_lu_conv1x1_reference_earns_every_point():
-    _full("glow.lu_conv1x1", MyLUConv1x1)
+    assert_full("glow.lu_conv1x1", MyLUConv1x1)
 
 
 def test_lu_conv1x1_stub_and_none_earn_nothing():
-    _stub("glow.lu_conv1x1", StubLU)
-    _stub("glow.lu_conv1x1", None)
+    assert_stub("glow.lu_conv1x1", StubLU)
 
 
 @pytest.mark.parametrize("wrong", [NoPixelFactor, Unmasked, Transposed, NoSigns, WrongInverseSign])
 def test_lu_conv1x1_wrong_answers_lose_points(wrong):
-    _loses("glow.lu_conv1x1", wrong)
+    assert_loses("glow.lu_conv1x1", wrong)
 
 
 def test_lu_conv1x1_identity_earns_nothing():
@@ -142,9 +122,9 @@ def test_lu_conv1x1_wrong_log_det_alone_keeps_the_value_points():
 
 
 def test_permutation_matrix():
-    _full("glow.permutation_matrix", permutation_matrix)
-    _stub("glow.permutation_matrix", lambda p: (_ for _ in ()).throw(NotImplementedError("x")))
-    transposed = _loses("glow.permutation_matrix", lambda p: torch.eye(len(p))[:, p])
+    assert_full("glow.permutation_matrix", permutation_matrix)
+    assert_stub("glow.permutation_matrix", raising_stub("glow.permutation_matrix"))
+    transposed = assert_loses("glow.permutation_matrix", lambda p: torch.eye(len(p))[:, p])
     assert transposed.points == 0 and "transposed" in transposed.report()
     identity = grade_answer("glow.permutation_matrix", lambda p: torch.eye(len(p)), seed=0)
     assert identity.points == 0, identity.report()
@@ -152,8 +132,8 @@ def test_permutation_matrix():
 
 def test_batchnorm_log_det():
     question_id = "glow.batchnorm_log_det"
-    _full(question_id, batchnorm_log_abs_det)
-    _stub(question_id, None)
+    assert_full(question_id, batchnorm_log_abs_det)
+    assert_stub(question_id)
 
     def unbiased(batch):
         std = batch.transpose(0, 1).reshape(batch.shape[1], -1).std(dim=1)
@@ -167,6 +147,6 @@ def test_batchnorm_log_det():
 
     for wrong in (unbiased, lambda b: -batchnorm_log_abs_det(b), scalar):
         assert grade_answer(question_id, wrong, seed=1).points == 0
-    assert _loses(question_id, no_pixels, seed=1).points < 2
+    assert assert_loses(question_id, no_pixels, seeds=(1,)).points < 2
     zeros = grade_answer(question_id, lambda b: torch.zeros(len(b), dtype=b.dtype), seed=0)
     assert zeros.points == 0, zeros.report()

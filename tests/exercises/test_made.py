@@ -2,9 +2,8 @@
 
 import torch
 
-from flowcourse.exercises import grade_answer, question
-
-SEEDS = (0, 1, 2)
+from flowcourse.exercises import grade_answer
+from tests.exercises.contract import SEEDS, assert_full, assert_stub, points, raising_stub
 
 
 def made_masks(order, hidden_degrees_per_layer, output_multiplier=1, strict=True):
@@ -68,35 +67,15 @@ def zeros(order, hidden_widths, output_multiplier, generator):
     return [torch.zeros_like(mask) for mask in masks], degrees
 
 
-def _full(question_id, answer):
-    possible = question(question_id).points
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points == possible, score.report()
-
-
-def _stub(question_id):
-    def stub(*args):
-        raise NotImplementedError(f"{question_id}: not yet")
-
-    for answer in (stub, None):
-        score = grade_answer(question_id, answer, seed=0)
-        assert score.points == 0 and not score.answered, score.report()
-
-
-def _points(question_id, answer, seed=0):
-    return grade_answer(question_id, answer, seed=seed).points
-
-
 def test_random_degree_masks():
     question_id = "made.random_degree_masks"
-    _full(question_id, random_degree_masks)
-    _stub(question_id)
-    assert _points(question_id, cyclic) == 2  # right masks, not random
-    assert _points(question_id, always_from_one) == 1  # degrees below the layer below's
-    assert _points(question_id, upper_off_by_one) == 2  # never draws D - 1
+    assert_full(question_id, random_degree_masks)
+    assert_stub(question_id, raising_stub(question_id))
+    assert points(question_id, cyclic) == 2  # right masks, not random
+    assert points(question_id, always_from_one) == 1  # degrees below the layer below's
+    assert points(question_id, upper_off_by_one) == 2  # never draws D - 1
     for wrong in (non_strict_outputs, interleaved_outputs, zeros):
-        assert _points(question_id, wrong) == 0, wrong.__name__
+        assert points(question_id, wrong) == 0, wrong.__name__
     masks_only = grade_answer(question_id, lambda *args: random_degree_masks(*args)[0], seed=0)
     assert masks_only.points == 0 and "(masks, degrees)" in masks_only.report()
 
@@ -110,8 +89,8 @@ def made_connection_counts(num_inputs, num_hidden):
 
 def test_connection_counts():
     question_id = "made.connection_counts"
-    _full(question_id, made_connection_counts)
-    _stub(question_id)
+    assert_full(question_id, made_connection_counts)
+    assert_stub(question_id, raising_stub(question_id))
 
     def unmasked(d, h):
         return made_connection_counts(d, h) | {"kept_weights": 2 * h * d}
@@ -123,9 +102,9 @@ def test_connection_counts():
         return made_connection_counts(d, h) | {"connected_pairs": d * d}
 
     for wrong in (unmasked, with_diagonal, dense):
-        assert _points(question_id, wrong) == 1, wrong
-    assert _points(question_id, lambda d, h: {"kept_weights": 500, "connected_pairs": 45}) == 0
-    assert _points(question_id, lambda d, h: (h * d, d * (d - 1) // 2)) == 0  # not a dict
+        assert points(question_id, wrong) == 1, wrong
+    assert points(question_id, lambda d, h: {"kept_weights": 500, "connected_pairs": 45}) == 0
+    assert points(question_id, lambda d, h: (h * d, d * (d - 1) // 2)) == 0  # not a dict
 
 
 def outputs_seeing_themselves(order, hidden_degrees):
@@ -139,15 +118,15 @@ def outputs_seeing_themselves(order, hidden_degrees):
 
 def test_outputs_seeing_themselves():
     question_id = "made.outputs_seeing_themselves"
-    _full(question_id, outputs_seeing_themselves)
-    _stub(question_id)
+    assert_full(question_id, outputs_seeing_themselves)
+    assert_stub(question_id, raising_stub(question_id))
 
     def by_formula(order, hidden_degrees):  # the same rule, written out
         return torch.stack(
             [torch.tensor([bool((d == o).any()) for d in hidden_degrees]).all() for o in order]
         )
 
-    assert _points(question_id, by_formula) == 2
+    assert points(question_id, by_formula) == 2
 
     def all_but_last(order, hidden_degrees):
         return order < len(order)
@@ -166,4 +145,4 @@ def test_outputs_seeing_themselves():
 
     for wrong in (all_but_last, last_layer_only, by_position, strict, everyone):
         for seed in SEEDS:
-            assert _points(question_id, wrong, seed=seed) == 0, wrong.__name__
+            assert points(question_id, wrong, seed=seed) == 0, wrong.__name__

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from flowcourse.core import Transform
-from flowcourse.exercises import grade_answer, question
-
-SEEDS = (0, 1, 2)
+from flowcourse.exercises import grade_answer
+from tests.exercises.contract import SEEDS, assert_full, assert_stub, points
 
 
 class MyMAFLayer(Transform):
@@ -83,42 +82,25 @@ class Identity(MyMAFLayer):
         return z, z.new_zeros(len(z))
 
 
-def _full(question_id, answer):
-    possible = question(question_id).points
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points == possible, score.report()
-
-
-def _stub(question_id, stub):
-    for answer in (stub, None):
-        score = grade_answer(question_id, answer, seed=0)
-        assert score.points == 0 and not score.answered, score.report()
-
-
-def _points(question_id, answer, seed=0):
-    return grade_answer(question_id, answer, seed=seed).points
-
-
 def test_maf_layer_reference_earns_every_point():
-    _full("maf.maf_layer", MyMAFLayer)
+    assert_full("maf.maf_layer", MyMAFLayer)
     score = grade_answer("maf.maf_layer", MyMAFLayer, seed=3)
     assert all(result.passed for result in score.results), score.report()
 
 
 def test_maf_layer_stub_earns_nothing():
-    _stub("maf.maf_layer", StubMAF)
+    assert_stub("maf.maf_layer", StubMAF)
 
 
 @pytest.mark.parametrize(
     "wrong", [Unclamped, Swapped, Interleaved, WrongExponent, WrongLogDetSign, OnePassInverse]
 )
 def test_maf_layer_wrong_answers_lose_points(wrong):
-    assert _points("maf.maf_layer", wrong) < 4
+    assert points("maf.maf_layer", wrong) < 4
 
 
 def test_maf_layer_identity_earns_nothing():
-    assert _points("maf.maf_layer", Identity) == 0
+    assert points("maf.maf_layer", Identity) == 0
 
 
 def test_maf_layer_reports_a_leak():
@@ -145,12 +127,12 @@ def flow_costs_ms(made_pass_ms, num_layers, num_dims):
 
 def test_flow_costs():
     question_id = "maf.flow_costs"
-    _full(question_id, flow_costs_ms)
+    assert_full(question_id, flow_costs_ms)
 
     def stub(*args):
         raise NotImplementedError("maf.flow_costs")
 
-    _stub(question_id, stub)
+    assert_stub(question_id, stub)
 
     def swapped(t, k, d):
         costs = flow_costs_ms(t, k, d)
@@ -167,9 +149,9 @@ def test_flow_costs():
     def example(t, k, d):
         return {"maf_score": 10.0, "maf_sample": 7840.0, "iaf_score": 7840.0, "iaf_sample": 10.0}
 
-    assert _points(question_id, swapped) == 0
-    assert _points(question_id, one_layer_sampling) == 1
-    assert _points(question_id, example) == 0
+    assert points(question_id, swapped) == 0
+    assert points(question_id, one_layer_sampling) == 1
+    assert points(question_id, example) == 0
 
 
 def dependency_pattern(order_1, order_2):
@@ -180,12 +162,12 @@ def dependency_pattern(order_1, order_2):
 
 def test_dependency_pattern():
     question_id = "maf.dependency_pattern"
-    _full(question_id, dependency_pattern)
+    assert_full(question_id, dependency_pattern)
 
     def stub(*args):
         raise NotImplementedError("maf.dependency_pattern")
 
-    _stub(question_id, stub)
+    assert_stub(question_id, stub)
 
     def wrong_product(order_1, order_2):
         return dependency_pattern(order_2, order_1)
@@ -206,8 +188,8 @@ def test_dependency_pattern():
         return (order_2[None, :] <= order_2[:, None]).double() @ first
 
     for wrong in (wrong_product, strict, first_only, transposed):
-        assert _points(question_id, wrong) == 0, wrong.__name__
-    assert _points(question_id, counts) == 2
+        assert points(question_id, wrong) == 0, wrong.__name__
+    assert points(question_id, counts) == 2
     for seed in SEEDS:
-        dense = _points(question_id, lambda a, b: torch.ones(len(a), len(a)), seed=seed)
+        dense = points(question_id, lambda a, b: torch.ones(len(a), len(a)), seed=seed)
         assert dense == 0

@@ -8,30 +8,12 @@ import torch
 
 from flowcourse.core import Transform
 from flowcourse.coupling import soft_clamp
-from flowcourse.exercises import grade_answer, question
-
-SEEDS = (0, 1, 2)
-
-
-def assert_full(question_id, answer):
-    possible = question(question_id).points
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points == pytest.approx(possible), score.report()
-        assert score.answered
-
-
-def assert_zero(question_id, answer):
-    for seed in SEEDS:
-        score = grade_answer(question_id, answer, seed=seed)
-        assert score.points == 0, score.report()
-
-
-def assert_stub(question_id, stub):
-    for answer in (stub, None, ...):
-        score = grade_answer(question_id, answer, seed=0)
-        assert score.points == 0 and score.answered is False, score.report()
-
+from flowcourse.exercises import grade_answer
+from tests.exercises.contract import (
+    assert_full,
+    assert_stub,
+    assert_zero,
+)
 
 # --- realnvp.affine_inverse ---------------------------------------------------------
 

@@ -1,13 +1,11 @@
 """The graded questions of the summary chapter: right answers earn every point, wrong
 ones don't."""
 
-import math
-
-import pytest
 import torch
 
 from flowcourse.core import Transform
 from flowcourse.exercises import grade_answer, question
+from tests.exercises.contract import contract_tests
 
 SEEDS = (0, 1, 2)
 
@@ -181,42 +179,12 @@ TRIVIAL = {
 }
 
 
-@pytest.mark.parametrize("question_id", list(CORRECT))
-@pytest.mark.parametrize("seed", SEEDS)
-def test_the_solution_earns_every_point(question_id, seed):
-    score = grade_answer(question_id, CORRECT[question_id], seed=seed)
-    assert score.answered
-    assert math.isclose(score.points, question(question_id).points), score.report()
-    assert all(result.passed for result in score.results), score.report()
-
-
-@pytest.mark.parametrize("question_id", list(STUBS))
-def test_a_stub_earns_nothing_and_is_not_answered(question_id):
-    for stub in STUBS[question_id]:
-        score = grade_answer(question_id, stub, seed=0)
-        assert score.points == 0, score.report()
-        assert score.answered is False, score.report()
-
-
-@pytest.mark.parametrize(
-    ("question_id", "wrong"),
-    [(question_id, answer) for question_id, answers in WRONG.items() for answer in answers],
-)
-def test_a_wrong_answer_loses_points(question_id, wrong):
-    for seed in (0, 1):
-        score = grade_answer(question_id, wrong, seed=seed)
-        assert score.answered
-        assert score.points < question(question_id).points, (wrong, score.report())
-
-
-@pytest.mark.parametrize(
-    ("question_id", "trivial"),
-    [(question_id, answer) for question_id, answers in TRIVIAL.items() for answer in answers],
-)
-def test_a_trivial_answer_earns_nothing(question_id, trivial):
-    for seed in SEEDS:
-        score = grade_answer(question_id, trivial, seed=seed)
-        assert score.points == 0, score.report()
+(
+    test_the_solution_earns_every_point,
+    test_a_stub_earns_nothing_and_is_not_answered,
+    test_a_wrong_answer_loses_points,
+    test_a_trivial_answer_earns_nothing,
+) = contract_tests(CORRECT, STUBS, WRONG, TRIVIAL)
 
 
 def test_a_needless_sign_change_keeps_only_the_values():
