@@ -119,12 +119,6 @@ def _respond_elementwise(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_elementwise(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    if "layer:error" in outputs:
-        message = (
-            "ElementwiseAffine(features), then setting its parameters log_scale and shift, "
-            f"raised {outputs['layer:error']}"
-        )
-        return [Result("constructor", False, 0.0, 3.0, message)]
     log_scale, shift = inputs["log_scale"], inputs["shift"]
 
     def reference(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
@@ -139,7 +133,13 @@ def _judge_elementwise(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[
         "inverse_value": 1.0,
         "inverse_log_det": 0.5,
     }
-    return judge_transform(inputs, outputs, reference, points)
+    return judge_transform(
+        inputs,
+        outputs,
+        reference,
+        points,
+        built_by="ElementwiseAffine(features), then setting its parameters log_scale and shift,",
+    )
 
 
 ELEMENTWISE_AFFINE = Question(

@@ -79,20 +79,10 @@ def _respond_lu(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_lu(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    if "layer:error" in outputs:
-        message = (
-            "MyLUConv1x1(channels, seed), then setting its parameters lower, upper, "
-            f"log_abs_s and buffers permutation, sign_s, raised {outputs['layer:error']}"
-        )
-        return [Result("constructor and parameters", False, 0.0, 3.0, message)]
     reference = LUInvertible1x1Conv(inputs["channels"]).double()
     with torch.no_grad():
         for name in _LU_NAMES:
             getattr(reference, name).copy_(inputs[name])
-
-    def run(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            return getattr(reference, direction)(tensor)
 
     points = {
         "forward_value": 1.0,
@@ -100,7 +90,16 @@ def _judge_lu(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
         "inverse_value": 0.5,
         "inverse_log_det": 0.5,
     }
-    return judge_transform(inputs, outputs, run, points)
+    return judge_transform(
+        inputs,
+        outputs,
+        reference,
+        points,
+        built_by=(
+            "MyLUConv1x1(channels, seed), then setting its parameters lower, upper, "
+            "log_abs_s and buffers permutation, sign_s,"
+        ),
+    )
 
 
 LU_CONV1X1 = Question(

@@ -211,14 +211,7 @@ def _respond_gated(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_gated(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    if "layer:error" in outputs:
-        message = f"MyGatedStep(made) raised {outputs['layer:error']}"
-        return [Result("constructor", False, 0.0, 3.0, message)]
     reference = _gated_reference(inputs)
-
-    def run(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            return getattr(reference, direction)(tensor)
 
     points = {
         "inverse_value": 1.0,
@@ -226,7 +219,7 @@ def _judge_gated(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result
         "forward_value": 1.0,
         "forward_log_det": 0.5,
     }
-    return judge_transform(inputs, outputs, run, points)
+    return judge_transform(inputs, outputs, reference, points, built_by="MyGatedStep(made)")
 
 
 GATED_STEP = Question(
@@ -303,16 +296,12 @@ def _respond_radial(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_radial(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    if "layer:error" in outputs:
-        message = f"MyRadial(center, alpha, beta) raised {outputs['layer:error']}"
-        return [Result("constructor", False, 0.0, 3.0, message)]
     reference = _radial_reference(inputs)
 
-    def run(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            return getattr(reference, direction)(tensor)
-
-    results = judge_transform(inputs, outputs, run, {"inverse_value": 1.0, "inverse_log_det": 2.0})
+    points = {"inverse_value": 1.0, "inverse_log_det": 2.0}
+    results = judge_transform(
+        inputs, outputs, reference, points, built_by="MyRadial(center, alpha, beta)"
+    )
     is_transform = outputs.get("is_transform") is True
     if "is_transform" in outputs:
         results.append(

@@ -101,18 +101,11 @@ def _autoregressive(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Res
 
 
 def _judge_layer(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    if "layer:error" in outputs:
-        message = f"MyMAFLayer(made) raised {outputs['layer:error']}"
-        return [Result("constructor", False, 0.0, 4.0, message)]
     spec, state = inputs["made"]["spec"], inputs["made"]["state"]
     reference = MaskedAffineAutoregressive(
         int(spec["features"]), hidden_features=list(spec["widths"]), order=spec["order"].clone()
     ).double()
     reference.made.load_state_dict(_build_made(spec, state).state_dict())
-
-    def run(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            return getattr(reference, direction)(tensor)
 
     points = {
         "forward_value": 1.0,
@@ -120,7 +113,8 @@ def _judge_layer(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result
         "inverse_value": 1.0,
         "inverse_log_det": 1.0,
     }
-    return judge_transform(inputs, outputs, run, points) + _autoregressive(inputs, outputs)
+    results = judge_transform(inputs, outputs, reference, points, built_by="MyMAFLayer(made)")
+    return results + _autoregressive(inputs, outputs)
 
 
 MAF_LAYER = Question(

@@ -60,14 +60,7 @@ def _mlp(drawn: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_coupling(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    if "layer:error" in outputs:
-        message = f"MyAdditiveCoupling(mask, conditioner) raised {outputs['layer:error']}"
-        return [Result("constructor", False, 0.0, 3.0, message)]
     reference = AdditiveCoupling(inputs["mask"], build_mlp(**_mlp(inputs["conditioner"])))
-
-    def run(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            return getattr(reference, direction)(tensor)
 
     points = {
         "forward_value": 1.0,
@@ -75,7 +68,9 @@ def _judge_coupling(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Res
         "inverse_value": 1.0,
         "inverse_log_det": 0.5,
     }
-    return judge_transform(inputs, outputs, run, points)
+    return judge_transform(
+        inputs, outputs, reference, points, built_by="MyAdditiveCoupling(mask, conditioner)"
+    )
 
 
 ADDITIVE_COUPLING = Question(

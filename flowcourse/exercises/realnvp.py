@@ -77,20 +77,17 @@ def _respond_inverse(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_inverse(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    if "layer:error" in outputs:
-        message = (
-            f"MyAffineCoupling(mask, conditioner, log_scale_bound) raised {outputs['layer:error']}"
-        )
-        return [Result("constructor", False, 0.0, 3.0, message)]
     conditioner = build_mlp(inputs["conditioner"]["spec"], inputs["conditioner"]["state"])
     reference = AffineCoupling(inputs["mask"], conditioner, inputs["log_scale_bound"])
 
-    def run(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            return getattr(reference, direction)(tensor)
-
     points = {"inverse_value": 2.0, "inverse_log_det": 1.0}
-    return judge_transform(inputs, outputs, run, points)
+    return judge_transform(
+        inputs,
+        outputs,
+        reference,
+        points,
+        built_by="MyAffineCoupling(mask, conditioner, log_scale_bound)",
+    )
 
 
 AFFINE_INVERSE = Question(

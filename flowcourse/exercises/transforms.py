@@ -115,14 +115,29 @@ def _inverse_jacobian(layer: Any, z: Tensor) -> Tensor:
 def judge_transform(
     inputs: dict[str, Any],
     outputs: dict[str, Any],
-    reference: Callable[[str, Tensor], tuple[Tensor, Tensor]],
+    reference: nn.Module | Callable[[str, Tensor], tuple[Tensor, Tensor]],
     points: dict[str, float],
+    *,
+    built_by: str = "building the layer",
 ) -> list[Result]:
-    """Compare the student's outputs with ``reference(direction, tensor)``.
+    """Compare the student's outputs with the reference layer's (or with
+    ``reference(direction, tensor)``).
 
     ``points`` gives the points of ``"forward_value"``, ``"forward_log_det"``,
-    ``"inverse_value"``, ``"inverse_log_det"`` (omit a key to skip that part).
+    ``"inverse_value"``, ``"inverse_log_det"`` (omit a key to skip that part). When the
+    student's layer could not be built (:func:`respond_layer`), the result says so with
+    ``built_by`` (e.g. ``"MyMAFLayer(made)"``) and earns nothing.
     """
+    if "layer:error" in outputs:
+        message = f"{built_by} raised {outputs['layer:error']}"
+        return [Result("constructor", False, 0.0, sum(points.values()), message)]
+    if isinstance(reference, nn.Module):
+        module = reference
+
+        def reference(direction: str, tensor: Tensor) -> tuple[Tensor, Tensor]:
+            with torch.no_grad():
+                return getattr(module, direction)(tensor)
+
     x, z = inputs["x"], inputs["z"]
     results = []
     names = {
