@@ -15,6 +15,7 @@ r"""Graded questions of the chapter *RealNVP: affine coupling layers*.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -150,18 +151,28 @@ def _bits_formula(log_prob_y: Tensor, num_dims: int, num_levels: int) -> Tensor:
     return (num_dims * math.log(num_levels) - log_prob_y) / (num_dims * math.log(2))
 
 
-def _judge_bits(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
+def _judge_bits_cases(
+    inputs: dict[str, Any],
+    outputs: dict[str, Any],
+    log_prob_y: Callable[[dict[str, Any]], Tensor],
+    space: str,
+) -> list[Result]:
+    """2 points shared by the cases: bits/dim of ``log_prob_y(case)`` nats per image."""
     results = []
     cases = inputs["cases"]
     for index, case in enumerate(cases):
         d, levels = case["num_dims"], case["num_levels"]
-        expected = _bits_formula(case["log_prob_y"], d, levels)
-        what = f"bits/dim for num_dims = {d}, num_levels = {levels}"
+        expected = _bits_formula(log_prob_y(case), d, levels)
+        what = f"bits/dim{space} for num_dims = {d}, num_levels = {levels}"
         worth = 2.0 / len(cases)
         results.append(
             compare(f"bits/dim, D = {d}", outputs, f"bits_{index}", expected, worth, what)
         )
     return results
+
+
+def _judge_bits(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
+    return _judge_bits_cases(inputs, outputs, lambda case: case["log_prob_y"], "")
 
 
 BITS_PER_DIM = Question(
@@ -220,17 +231,10 @@ def _respond_logit(answer: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_logit(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[Result]:
-    results = []
-    cases = inputs["cases"]
-    for index, case in enumerate(cases):
-        d, levels = case["num_dims"], case["num_levels"]
-        expected = _bits_formula(case["log_prob_s"] + case["log_det"], d, levels)
-        what = f"bits/dim from logit space for num_dims = {d}, num_levels = {levels}"
-        worth = 2.0 / len(cases)
-        results.append(
-            compare(f"bits/dim, D = {d}", outputs, f"bits_{index}", expected, worth, what)
-        )
-    return results
+    def log_prob_y(case: dict[str, Any]) -> Tensor:  # log p_Y = log p_S + log|det ds/dy|
+        return case["log_prob_s"] + case["log_det"]
+
+    return _judge_bits_cases(inputs, outputs, log_prob_y, " from logit space")
 
 
 BITS_FROM_LOGIT = Question(
