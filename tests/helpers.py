@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import torch
 from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def load_sync_script() -> ModuleType:
+    """``scripts/sync_notebooks.py`` (not a package module), imported by path once: one
+    definition of "a chapter" and of the student notebook for every test."""
+    spec = importlib.util.spec_from_file_location(
+        "_flowcourse_sync_notebooks", ROOT / "scripts" / "sync_notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def randomize_parameters(module: nn.Module, seed: int = 0, scale: float = 0.3) -> nn.Module:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import yaml
 
 import flowcourse
 from flowcourse.exercises.registry import CHAPTERS as REGISTERED_CHAPTERS
+from tests.helpers import load_sync_script
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK_DIR = ROOT / "book"
@@ -35,16 +35,7 @@ SPHINX_CONFIG = CONFIG["sphinx"]["config"]
 REPOSITORY_URL = CONFIG["repository"]["url"]
 
 
-def _load_sync_script():
-    spec = importlib.util.spec_from_file_location(
-        "_flowcourse_sync_notebooks", ROOT / "scripts" / "sync_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CHAPTERS = _load_sync_script().chapter_sources(BOOK_DIR)
+CHAPTERS = load_sync_script().chapter_sources(BOOK_DIR)
 
 
 def standard_first_cell() -> str:

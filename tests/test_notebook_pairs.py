@@ -8,7 +8,6 @@ exercises' gated solutions.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,22 +17,15 @@ import nbformat
 import pytest
 import yaml
 
+from tests.helpers import load_sync_script
+
 ROOT = Path(__file__).resolve().parent.parent
 BOOK_DIR = ROOT / "book"
 SYNC_COMMAND = ".venv/bin/python scripts/sync_notebooks.py"
 SOLUTION_MARKER = re.compile(r"^ *(?:`{3,}|:{3,})\{(solution-start|solution-end)\}", re.MULTILINE)
 
 
-def _load_sync_script():
-    spec = importlib.util.spec_from_file_location(
-        "_flowcourse_sync_notebooks", ROOT / "scripts" / "sync_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sync_notebooks = _load_sync_script()
+sync_notebooks = load_sync_script()
 CHAPTERS = sync_notebooks.chapter_sources(BOOK_DIR)
 
 

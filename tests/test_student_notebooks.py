@@ -20,7 +20,6 @@ with ``scripts/myst_to_markdown.py``. These tests check that
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 import sys
@@ -34,6 +33,7 @@ import pytest
 import yaml
 
 import flowcourse
+from tests.helpers import load_sync_script
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK_DIR = ROOT / "book"
@@ -41,16 +41,7 @@ CELL_TIMEOUT_S = 300
 NOT_ANSWERED = "not answered yet"
 
 
-def _load_sync_script():
-    spec = importlib.util.spec_from_file_location(
-        "_flowcourse_sync_notebooks", ROOT / "scripts" / "sync_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sync_notebooks = _load_sync_script()
+sync_notebooks = load_sync_script()
 myst = sync_notebooks.myst
 CHAPTERS = sync_notebooks.chapter_sources(BOOK_DIR)
 CHAPTER_IDS = [path.stem for path in CHAPTERS]

@@ -3,7 +3,6 @@ earns full marks, the committed student notebook earns nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -11,21 +10,14 @@ import pytest
 
 from flowcourse.exercises.registry import CHAPTERS, questions_for_chapter
 from flowcourse.grading import grade_folder
+from tests.helpers import load_sync_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _sync_script():
-    path = ROOT / "scripts" / "sync_notebooks.py"
-    spec = importlib.util.spec_from_file_location("_flowcourse_sync_notebooks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def instructor_notebooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sync = _sync_script()
+    sync = load_sync_script()
     folder = tmp_path_factory.mktemp("instructor")
     sync.write_instructor_notebooks(sync.chapter_sources(), folder)
     return folder
