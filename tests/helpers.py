@@ -13,6 +13,24 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def toc_files(entry: object) -> list[str]:
+    """Every ``file:`` (and the ``root:``) named anywhere in a parsed ``_toc.yml``, in
+    reading order."""
+    if isinstance(entry, list):
+        return [name for item in entry for name in toc_files(item)]
+    if not isinstance(entry, dict):
+        return []
+    names = [entry[key] for key in ("root", "file") if key in entry]
+    return names + [name for value in entry.values() for name in toc_files(value)]
+
+
+def toc_pages() -> list[str]:
+    """Every page of the book's ``_toc.yml``, in reading order."""
+    import yaml
+
+    return toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8")))
+
+
 @functools.cache
 def load_sync_script() -> ModuleType:
     """``scripts/sync_notebooks.py`` (not a package module), imported by path once: one

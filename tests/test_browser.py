@@ -29,6 +29,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 import yaml
 
+from tests.helpers import toc_pages
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,23 +59,6 @@ IGNORED_MISSING = {"/favicon.ico"}  # asked for by the browser itself, not by th
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
 RAW_ANSI = re.compile(r"\x1b\[|\[(?:\d+;)*3\d(?:;\d+)*m")
 RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\$[^$\n]{0,200}?\\[A-Za-z]+[^$\n]{0,200}?\$")
-
-
-def toc_pages() -> list[str]:
-    """Every page named in ``_toc.yml`` (``root`` and each ``file``), in order."""
-
-    def walk(entry: object) -> Iterator[str]:
-        if isinstance(entry, list):
-            for item in entry:
-                yield from walk(item)
-        elif isinstance(entry, dict):
-            for key in ("root", "file"):
-                if key in entry:
-                    yield entry[key]
-            for value in entry.values():
-                yield from walk(value)
-
-    return list(walk(yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))))
 
 
 PAGES = toc_pages()

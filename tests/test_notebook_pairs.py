@@ -17,7 +17,7 @@ import nbformat
 import pytest
 import yaml
 
-from tests.helpers import load_sync_script
+from tests.helpers import load_sync_script, toc_files
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK_DIR = ROOT / "book"
@@ -27,16 +27,6 @@ SOLUTION_MARKER = re.compile(r"^ *(?:`{3,}|:{3,})\{(solution-start|solution-end)
 
 sync_notebooks = load_sync_script()
 CHAPTERS = sync_notebooks.chapter_sources(BOOK_DIR)
-
-
-def toc_files(entry: object) -> list[str]:
-    """Every ``file:`` (and the ``root:``) named anywhere in a parsed ``_toc.yml``."""
-    if isinstance(entry, list):
-        return [name for item in entry for name in toc_files(item)]
-    if not isinstance(entry, dict):
-        return []
-    names = [entry[key] for key in ("root", "file") if key in entry]
-    return names + [name for value in entry.values() for name in toc_files(value)]
 
 
 def expected_code_cells(source: Path) -> list[str]:

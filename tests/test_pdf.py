@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.helpers import toc_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 PDF = ROOT / "_build" / "latex" / "flowcourse.pdf"
@@ -19,15 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not PDF.exists(), reason="no PDF: run `make pdf`"),
     pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils is missing"),
 ]
-
-
-def toc_files(entry: object) -> list[str]:
-    if isinstance(entry, list):
-        return [name for item in entry for name in toc_files(item)]
-    if not isinstance(entry, dict):
-        return []
-    names = [entry[key] for key in ("root", "file") if key in entry]
-    return names + [name for value in entry.values() for name in toc_files(value)]
 
 
 def title_of(page: Path) -> str:
@@ -48,9 +40,8 @@ def test_the_pdf_has_the_whole_book() -> None:
 
 
 def test_every_chapter_title_appears(text: str) -> None:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     # The root page is the PDF's preface, printed without its web title.
-    chapters = [name for name in toc_files(toc)[1:] if not name.startswith("book/api/")]
+    chapters = [name for name in toc_pages()[1:] if not name.startswith("book/api/")]
     missing = [title_of(ROOT / f"{name}.md") for name in chapters]
     missing = [title for title in missing if re.sub(r"\s+", " ", title) not in text]
     assert not missing, f"chapter titles missing from the PDF: {missing}"

@@ -34,6 +34,7 @@ import tomllib
 import yaml
 
 import flowcourse
+from tests.helpers import toc_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = flowcourse.__version__
@@ -619,15 +620,6 @@ def test_footer_shows_the_version_the_licences_and_the_zip() -> None:
 
 
 # --- The zip of every student notebook ------------------------------------------------------
-
-
-def toc_pages() -> list[str]:
-    """The pages of ``_toc.yml`` in reading order."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    pages = [toc["root"]]
-    for part in toc.get("parts", []):
-        pages += [chapter["file"] for chapter in part["chapters"]]
-    return pages
 
 
 def test_the_zip_holds_every_student_notebook_unchanged(tmp_path: Path) -> None:
