@@ -4,7 +4,9 @@ Each check returns a :class:`CheckResult` that is truthy when the check passes a
 whose ``message`` says where and by how much a layer fails. The test suite and the
 graded exercises use these same functions, so "it passes the checks" means the
 same thing everywhere. Run them in float64: float32 round-off hides real bugs
-behind tolerances. Taught in the chapter *Change of variables*.
+behind tolerances. Each takes an optional ``context`` (one row per sample) for a
+conditional layer. They are doors (see :mod:`flowcourse.validation`): ``x`` and
+``context`` are checked before anything runs. Taught in the chapter *Change of variables*.
 
 Example:
     >>> import torch
@@ -21,6 +23,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from flowcourse.core import apply
+from flowcourse.validation import check_tensor
 
 __all__ = [
     "CheckResult",
@@ -51,34 +56,53 @@ def _default_atol(x: Tensor) -> float:
     return 1e-8 if x.dtype == torch.float64 else 1e-4
 
 
-def jacobian(transform: nn.Module, x: Tensor) -> Tensor:
+def _inputs(x: object, context: object) -> tuple[Tensor, Tensor | None]:
+    """Check the points and the context once, then detach them."""
+    x = check_tensor(x).detach()
+    if x.dim() < 2:
+        raise ValueError(f"expected x of shape (batch, ...), got {tuple(x.shape)}")
+    if context is None:
+        return x, None
+    context = check_tensor(context, "context").detach()
+    if context.dim() != 2 or context.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"expected context of shape ({x.shape[0]}, context_features), one row per "
+            f"sample of x, got {tuple(context.shape)}"
+        )
+    return x, context
+
+
+def jacobian(transform: nn.Module, x: Tensor, context: Tensor | None = None) -> Tensor:
     r"""The Jacobian :math:`\partial z/\partial x` of ``transform.forward`` at each sample.
 
     Returns a tensor of shape ``(batch, D, D)`` where ``D`` is the number of values in
     one sample (images are flattened in C, H, W order). Computed one sample at a time
     with :func:`torch.autograd.functional.jacobian`, so it also works for layers whose
-    output would otherwise mix samples.
+    output would otherwise mix samples; sample ``b`` gets context row ``b``.
     """
+    x, context = _inputs(x, context)
     rows = []
-    x = x.detach()
     event_shape = x.shape[1:]
-    for sample in x:
+    for index, sample in enumerate(x):
+        row_context = None if context is None else context[index : index + 1]
 
-        def single(flat: Tensor) -> Tensor:
-            z, _ = transform(flat.reshape(1, *event_shape))
+        def single(flat: Tensor, row_context: Tensor | None = row_context) -> Tensor:
+            z, _ = apply(transform, flat.reshape(1, *event_shape), row_context)
             return z.reshape(-1)
 
         rows.append(torch.autograd.functional.jacobian(single, sample.reshape(-1)))
     return torch.stack(rows)
 
 
-def check_invertible(transform: nn.Module, x: Tensor, atol: float | None = None) -> CheckResult:
+def check_invertible(
+    transform: nn.Module, x: Tensor, atol: float | None = None, context: Tensor | None = None
+) -> CheckResult:
     """Check ``inverse(forward(x)) == x`` and that the two log-determinants cancel."""
+    x, context = _inputs(x, context)
     atol = _default_atol(x) if atol is None else atol
-    x = x.detach()
     with torch.no_grad():
-        z, log_abs_det = transform(x)
-        x_back, log_abs_det_inverse = transform.inverse(z)
+        z, log_abs_det = apply(transform, x, context)
+        x_back, log_abs_det_inverse = apply(transform.inverse, z, context)
     if x_back.shape != x.shape:
         return CheckResult(
             False, f"inverse returned shape {tuple(x_back.shape)}, expected {tuple(x.shape)}", 1e300
@@ -110,19 +134,21 @@ def check_invertible(transform: nn.Module, x: Tensor, atol: float | None = None)
     )
 
 
-def check_log_det(transform: nn.Module, x: Tensor, atol: float | None = None) -> CheckResult:
+def check_log_det(
+    transform: nn.Module, x: Tensor, atol: float | None = None, context: Tensor | None = None
+) -> CheckResult:
     """Compare the layer's ``log_abs_det`` with ``slogdet`` of the autograd Jacobian."""
+    x, context = _inputs(x, context)
     atol = _default_atol(x) if atol is None else atol
-    x = x.detach()
     with torch.no_grad():
-        _, log_abs_det = transform(x)
+        _, log_abs_det = apply(transform, x, context)
     if log_abs_det.shape != (x.shape[0],):
         return CheckResult(
             False,
             f"log_abs_det has shape {tuple(log_abs_det.shape)}, expected ({x.shape[0]},)",
             1e300,
         )
-    reference = torch.linalg.slogdet(jacobian(transform, x)).logabsdet
+    reference = torch.linalg.slogdet(jacobian(transform, x, context)).logabsdet
     error = (log_abs_det - reference).abs()
     max_error = float(error.max())
     worst = int(error.argmax())
@@ -140,7 +166,11 @@ def check_log_det(transform: nn.Module, x: Tensor, atol: float | None = None) ->
 
 
 def check_autoregressive(
-    transform: nn.Module, x: Tensor, order: Sequence[int] | Tensor, atol: float = 0.0
+    transform: nn.Module,
+    x: Tensor,
+    order: Sequence[int] | Tensor,
+    atol: float = 0.0,
+    context: Tensor | None = None,
 ) -> CheckResult:
     r"""Check that output ``i`` depends only on inputs that come before it in ``order``.
 
@@ -148,8 +178,9 @@ def check_autoregressive(
     degree, from 1 to D). The Jacobian entry :math:`\partial z_i/\partial x_j` must be zero
     whenever ``order[j] > order[i]``, and the diagonal must be non-zero.
     """
+    x, context = _inputs(x, context)
     order = torch.as_tensor(order, device=x.device)
-    jac = jacobian(transform, x).abs().amax(dim=0)
+    jac = jacobian(transform, x, context).abs().amax(dim=0)
     forbidden = order.reshape(1, -1) > order.reshape(-1, 1)
     leak = jac[forbidden]
     max_leak = float(leak.max()) if leak.numel() else 0.0

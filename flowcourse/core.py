@@ -1,9 +1,9 @@
 r"""The change of variables: transforms, their composition, and a flow.
 
 **The direction convention** (the only one in this package): a transform's
-``forward(x)`` maps *data to noise* and returns ``(z, log_abs_det)`` with
-``log_abs_det = log|det ∂z/∂x|`` of shape ``(batch,)``; ``inverse(z)`` maps noise
-back to data and returns ``(x, log_abs_det)`` of the inverse map,
+``forward(x, context=None)`` maps *data to noise* and returns ``(z, log_abs_det)`` with
+``log_abs_det = log|det ∂z/∂x|`` of shape ``(batch,)``; ``inverse(z, context=None)``
+maps noise back to data and returns ``(x, log_abs_det)`` of the inverse map,
 ``log|det ∂x/∂z|``. With a base density :math:`p_Z`,
 
 .. math::
@@ -11,42 +11,95 @@ back to data and returns ``(x, log_abs_det)`` of the inverse map,
     \log p_X(x) = \log p_Z(f(x)) + \log \left|\det \frac{\partial f(x)}{\partial x}\right|,
 
 and composing transforms :math:`f = f_K \circ \dots \circ f_1` sums their
-log-determinants. Taught in the chapter *Change of variables*.
+log-determinants. A *conditional* flow models :math:`p(x \mid c)`: every layer receives
+the same ``context`` :math:`c`, one row per sample, and layers that have no use for it
+accept it and ignore it. Taught in the chapter *Change of variables*.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from flowcourse.validation import check_matches_module, check_tensor
+from flowcourse.validation import (
+    at_door,
+    check_context,
+    check_int,
+    check_matches_module,
+    check_positive_int,
+    check_tensor,
+    inside,
+    validated,
+)
 
 __all__ = ["Transform", "Compose", "Inverse", "StandardNormal", "Flow"]
+
+T = TypeVar("T")
 
 
 class Transform(nn.Module):
     r"""A bijection with a tractable log-determinant.
 
-    Subclasses implement ``forward(x) -> (z, log_abs_det)`` (data to noise) and
-    ``inverse(z) -> (x, log_abs_det)`` (noise to data). Both log-determinants
-    have shape ``(batch,)``: the Jacobian is summed over every non-batch axis.
+    Subclasses implement ``forward(x, context=None) -> (z, log_abs_det)`` (data to noise)
+    and ``inverse(z, context=None) -> (x, log_abs_det)`` (noise to data). Both
+    log-determinants have shape ``(batch,)``: the Jacobian is summed over every non-batch
+    axis. ``context`` (one row per sample) conditions the layers that use one; the others
+    accept it and ignore it.
+
+    **Checks.** A subclass's ``forward`` and ``inverse`` are wrapped (see
+    :func:`flowcourse.validation.validated`): called directly by a user, the layer first
+    runs :meth:`check_input`; called from inside a flow, it trusts its input (the flow
+    checked it at the door). So a layer's own code is only its computation; to check
+    what it accepts, override :meth:`check_input`. A layer made of other layers sets
+    ``container = True``: called directly, it lets each inner layer check its own input.
+    ``set_validation(True)`` makes every layer check its input, for debugging.
     """
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+    #: True for a layer made of other layers that check their own inputs (``Compose``).
+    container: bool = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, inverse in (("forward", False), ("inverse", True)):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "validated", False):
+                setattr(cls, name, validated(method, inverse=inverse))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError(f"{type(self).__name__} does not implement inverse")
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        """Raise if ``x`` (``z`` when ``inverse``) is not an input this layer accepts.
+
+        The package's layers override it to check their type, shape, dtype, device and
+        finiteness (see :mod:`flowcourse.validation`). This default checks nothing: a
+        layer that does not say what it accepts is trusted (and a flow around it checks
+        its input at the door).
+        """
+
+
+def apply(method: Callable[..., T], x: Tensor, context: Tensor | None) -> T:
+    """``method(x, context=context)``, or ``method(x)`` without a context.
+
+    Containers call their layers through this, so a layer (or a model's ``log_prob``)
+    written without a ``context`` argument still works without a context.
+    """
+    return method(x) if context is None else method(x, context=context)
 
 
 class Compose(Transform):
     r"""Apply transforms one after the other: :math:`f = f_K \circ \dots \circ f_1`.
 
     ``forward`` runs ``transforms[0]`` first and returns
-    :math:`\sum_k \log|\det J_{f_k}|`; ``inverse`` runs them in reverse order.
+    :math:`\sum_k \log|\det J_{f_k}|`; ``inverse`` runs them in reverse order. A
+    ``context`` goes to every transform.
 
     Example:
         >>> from flowcourse.core import Compose
@@ -68,19 +121,29 @@ class Compose(Transform):
                 )
         self.transforms = nn.ModuleList(transforms)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        total = check_tensor(x).new_zeros(x.shape[0])
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        total = x.new_zeros(x.shape[0])
         for transform in self.transforms:
-            x, log_abs_det = transform(x)
+            x, log_abs_det = apply(transform, x, context)
             total = total + log_abs_det
         return x, total
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        total = check_tensor(z, "z").new_zeros(z.shape[0])
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        total = z.new_zeros(z.shape[0])
         for transform in reversed(self.transforms):
-            z, log_abs_det = transform.inverse(z)
+            z, log_abs_det = apply(transform.inverse, z, context)
             total = total + log_abs_det
         return z, total
+
+    container = True
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        """A tensor; the transforms check the rest, each its own input."""
+        if not len(self.transforms):
+            check_tensor(x, "z" if inverse else "x")
+        elif not isinstance(x, Tensor):
+            name = "z" if inverse else "x"
+            raise TypeError(f"expected {name} to be a torch.Tensor, got {type(x).__name__}")
 
     def __len__(self) -> int:
         return len(self.transforms)
@@ -98,11 +161,16 @@ class Inverse(Transform):
             raise TypeError(f"expected a Transform, got {type(transform).__name__}")
         self.transform = transform
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform.inverse(x)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return apply(self.transform.inverse, x, context)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform(z)
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return apply(self.transform, z, context)
+
+    container = True
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        """Nothing: the wrapped transform checks its own input."""
 
 
 class StandardNormal(nn.Module):
@@ -114,14 +182,16 @@ class StandardNormal(nn.Module):
 
     def __init__(self, event_shape: int | Sequence[int]) -> None:
         super().__init__()
-        if isinstance(event_shape, int):
+        if isinstance(event_shape, int) and not isinstance(event_shape, bool):
             event_shape = (event_shape,)
-        event_shape = tuple(int(s) for s in event_shape)
-        if not event_shape or any(s <= 0 for s in event_shape):
-            raise ValueError(
-                f"expected a non-empty event shape of positive sizes, got {event_shape}"
-            )
-        self.event_shape = event_shape
+        if not isinstance(event_shape, Sequence) or isinstance(event_shape, str):
+            kind = type(event_shape).__name__
+            raise TypeError(f"expected event_shape to be an int or a sequence of ints, got {kind}")
+        if not event_shape:
+            raise ValueError("expected a non-empty event shape, got ()")
+        self.event_shape = tuple(
+            check_positive_int(s, "every size in the event shape") for s in event_shape
+        )
         self.register_buffer("_reference", torch.zeros(()))
 
     @property
@@ -154,6 +224,19 @@ class Flow(nn.Module):
     Sampling runs the transform backwards: :math:`x = f^{-1}(z)`, :math:`z \sim p_Z`.
     The flow works on whatever device and dtype its parameters have.
 
+    **A conditional flow** :math:`p(x \mid c)` is built with ``context_features`` :math:`> 0`;
+    then every method takes a ``context`` of shape ``(batch, context_features)``, one row
+    per sample, passed to every layer (through ``embedding`` first, if given: a network
+    that turns the raw context into the one the layers read, as nflows' embedding net).
+    To sample, give one context row per sample: ``sample(n, context=c)`` needs ``c`` of
+    shape ``(n, context_features)``; for ``k`` samples of each row of ``c`` pass
+    ``c.repeat_interleave(k, dim=0)``. A flow built without ``context_features`` refuses
+    a context.
+
+    **Checks.** The flow's methods are doors (see :mod:`flowcourse.validation`): they check
+    ``x`` and ``context`` once (type, shape, dtype, device, finiteness) and the layers
+    inside then trust them.
+
     Example:
         >>> from flowcourse.core import Compose, Flow, StandardNormal
         >>> flow = Flow(Compose(), StandardNormal(2))
@@ -161,7 +244,14 @@ class Flow(nn.Module):
         tensor([-1.8379])
     """
 
-    def __init__(self, transform: Transform, base: StandardNormal | nn.Module) -> None:
+    def __init__(
+        self,
+        transform: Transform,
+        base: StandardNormal | nn.Module,
+        *,
+        context_features: int = 0,
+        embedding: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(transform, Transform):
             raise TypeError(f"expected transform to be a Transform, got {type(transform).__name__}")
@@ -169,46 +259,77 @@ class Flow(nn.Module):
             raise TypeError(
                 f"expected base to have log_prob and sample methods, got {type(base).__name__}"
             )
+        check_int(context_features, "context_features", 0)
+        if embedding is not None and not isinstance(embedding, nn.Module):
+            raise TypeError(
+                f"expected embedding to be an nn.Module, got {type(embedding).__name__}"
+            )
+        if embedding is not None and not context_features:
+            raise ValueError("expected context_features > 0 with an embedding, got 0")
         self.transform = transform
         self.base = base
+        self.context_features = context_features
+        self.embedding = embedding
 
-    def _check(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map data to noise: returns ``(z, log_abs_det)``."""
+        if at_door():
+            self._check_input(x, context)
+        with inside():
+            return apply(self.transform, x, self._embed(context))
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Exact log-density of ``x`` (given ``context``) in nats, shape ``(batch,)``."""
+        z, log_abs_det = self.forward(x, context)
+        return self.base.log_prob(z) + log_abs_det
+
+    def sample(
+        self, num_samples: int, temperature: float = 1.0, context: Tensor | None = None
+    ) -> Tensor:
+        """Draw ``num_samples`` samples; ``temperature < 1`` samples nearer the mode.
+
+        With a context, one sample per row: ``context`` has shape ``(num_samples, C)``.
+        """
+        self._check_sampling(num_samples, context)
+        with inside():
+            z = self.base.sample(num_samples, temperature=temperature)
+            x, _ = apply(self.transform.inverse, z, self._embed(context))
+        return x
+
+    def sample_and_log_prob(
+        self, num_samples: int, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        r"""Draw samples and their log-density in one inverse pass.
+
+        :math:`\log p(x) = \log p_Z(z) - \log|\det \partial x/\partial z|`. The samples are
+        reparametrised, so gradients of the result reach the flow's parameters (the
+        reverse-KL objective of variational inference needs this). With a context, one
+        sample per row, as in :meth:`sample`.
+        """
+        self._check_sampling(num_samples, context)
+        with inside():
+            z = self.base.sample(num_samples)
+            x, log_abs_det = apply(self.transform.inverse, z, self._embed(context))
+        return x, self.base.log_prob(z) - log_abs_det
+
+    def _embed(self, context: Tensor | None) -> Tensor | None:
+        if context is None or self.embedding is None:
+            return context
+        return self.embedding(context)
+
+    def _check_input(self, x: object, context: object) -> None:
         x = check_tensor(x)
         event_shape = getattr(self.base, "event_shape", None)
         if event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape):
             expected = ", ".join(map(str, event_shape))
             raise ValueError(f"expected x of shape (batch, {expected}), got {tuple(x.shape)}")
-        return check_matches_module(x, self)
+        check_matches_module(x, self)
+        self._check_context(context, x.shape[0])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Map data to noise: returns ``(z, log_abs_det)``."""
-        return self.transform(self._check(x))
+    def _check_sampling(self, num_samples: object, context: object) -> None:
+        check_positive_int(num_samples, "num_samples")
+        if at_door():
+            self._check_context(context, num_samples)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log-density of ``x`` in nats, shape ``(batch,)``."""
-        z, log_abs_det = self.forward(x)
-        return self.base.log_prob(z) + log_abs_det
-
-    def sample(self, num_samples: int, temperature: float = 1.0) -> Tensor:
-        """Draw ``num_samples`` samples; ``temperature < 1`` samples nearer the mode."""
-        self._check_num_samples(num_samples)
-        z = self.base.sample(num_samples, temperature=temperature)
-        x, _ = self.transform.inverse(z)
-        return x
-
-    def sample_and_log_prob(self, num_samples: int) -> tuple[Tensor, Tensor]:
-        r"""Draw samples and their log-density in one inverse pass.
-
-        :math:`\log p(x) = \log p_Z(z) - \log|\det \partial x/\partial z|`. The samples are
-        reparametrised, so gradients of the result reach the flow's parameters (the
-        reverse-KL objective of variational inference needs this).
-        """
-        self._check_num_samples(num_samples)
-        z = self.base.sample(num_samples)
-        x, log_abs_det = self.transform.inverse(z)
-        return x, self.base.log_prob(z) - log_abs_det
-
-    @staticmethod
-    def _check_num_samples(num_samples: int) -> None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"expected num_samples to be a positive int, got {num_samples!r}")
+    def _check_context(self, context: object, batch_size: int) -> None:
+        check_context(context, self.context_features, batch_size, self)

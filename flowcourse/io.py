@@ -32,6 +32,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pickle
+import re
 import warnings
 
 import torch
@@ -96,11 +98,12 @@ def load(
     strictly into that module (its device and mode are kept) and return it.
 
     Raises:
-        ValueError: the file is not a flowcourse checkpoint, has no config (and no
-            ``flow`` was given), names an unknown factory, or its state does not match
-            the flow (missing, unexpected or differently shaped entries, all listed).
+        ValueError: the file is not a flowcourse checkpoint (not a ``torch.save`` file at
+            all, or one holding something else), has no config (and no ``flow`` was
+            given), names an unknown factory, or its state does not match the flow
+            (missing, unexpected or differently shaped entries, all listed).
     """
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = _read(path, map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(
             f"expected a flowcourse checkpoint written by flowcourse.io.save, got "
@@ -141,6 +144,35 @@ def load(
     return flow.to(map_location).eval()
 
 
+def _read(path: str | os.PathLike, map_location: str | torch.device) -> object:
+    """``torch.load(weights_only=True)``, with an error that says what the file is not."""
+    expected = (
+        "expected a flowcourse checkpoint: a file written by flowcourse.io.save(flow, path) "
+        "(a torch.save file of a dict of tensors, config and versions)"
+    )
+    with open(path, "rb") as file:  # a missing file raises here, saying which
+        start = file.read(4)
+    # torch.save writes a zip archive (or, in old versions, a pickle: protocol byte 0x80).
+    if not (start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"):
+        raise ValueError(
+            f"{expected}; {os.fspath(path)!r} is not a torch.save file (it starts with "
+            f"{start!r}, not with the bytes of a zip archive or a pickle)"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{expected}; {os.fspath(path)!r} is a torch.save file of Python objects "
+            f"(a whole pickled model, perhaps), which flowcourse does not unpickle "
+            f"because unpickling can run code; save the flow with flowcourse.io.save"
+        ) from error
+    except Exception as error:  # torch raises many kinds on a damaged file
+        raise ValueError(
+            f"{expected}; {os.fspath(path)!r} is a damaged or truncated torch.save file: "
+            f"torch could not read it ({type(error).__name__}: {error})"
+        ) from error
+
+
 def _build(config: dict) -> nn.Module:
     _check_config(config)
     try:
@@ -179,6 +211,13 @@ def _load_state(flow: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
             problems.append(f"not in the flow: {unexpected}")
         if mismatched:
             problems.append(f"different shapes: {mismatched}")
+        old_couplings = any(re.search(r"conditioner\.\d+\.", name) for name in unexpected)
+        if old_couplings and any(".conditioner.net." in name for name in missing):
+            problems.append(
+                "the checkpoint's vector couplings have the conditioners of flowcourse 0.2 "
+                "and earlier (all features in, all features out), which are no longer built; "
+                "train it again with the seeded scripts/train_*.py that made it"
+            )
         raise ValueError(
             "expected the checkpoint's state to match the flow, but " + "; ".join(problems)
         )

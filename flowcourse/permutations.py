@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from flowcourse.core import Transform
-from flowcourse.validation import check_tensor
+from flowcourse.validation import check_int, check_positive_int, check_tensor
 
 __all__ = ["Permutation", "ReversePermutation", "RandomPermutation"]
 
@@ -38,7 +38,8 @@ class Permutation(Transform):
     def __init__(self, permutation: Tensor) -> None:
         super().__init__()
         if not isinstance(permutation, Tensor) or permutation.is_floating_point():
-            raise TypeError(f"expected permutation to be an integer tensor, got {permutation!r}")
+            kind = permutation.dtype if isinstance(permutation, Tensor) else type(permutation)
+            raise TypeError(f"expected permutation to be an integer tensor, got {kind}")
         permutation = permutation.long()
         size = permutation.numel()
         is_permutation = permutation.dim() == 1 and size > 0
@@ -57,7 +58,8 @@ class Permutation(Transform):
     def num_features(self) -> int:
         return self.permutation.numel()
 
-    def _check(self, x: object, name: str) -> Tensor:
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        name = "z" if inverse else "x"
         x = check_tensor(x, name)
         d = self.num_features
         if x.dim() not in (2, 4) or x.shape[1] != d:
@@ -70,24 +72,15 @@ class Permutation(Transform):
                 f"expected {name} on device {self.permutation.device} (where the "
                 f"permutation lives), got {x.device}"
             )
-        return x
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._check(x, "x")
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x[:, self.permutation], x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = self._check(z, "z")
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return z[:, self.inverse_permutation], z.new_zeros(z.shape[0])
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}"
-
-
-def _check_num_features(num_features: object) -> int:
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"expected num_features to be a positive int, got {num_features!r}")
-    return num_features
 
 
 class ReversePermutation(Permutation):
@@ -104,7 +97,7 @@ class ReversePermutation(Permutation):
     """
 
     def __init__(self, num_features: int) -> None:
-        super().__init__(torch.arange(_check_num_features(num_features) - 1, -1, -1))
+        super().__init__(torch.arange(check_positive_int(num_features, "num_features") - 1, -1, -1))
 
 
 class RandomPermutation(Permutation):
@@ -121,8 +114,8 @@ class RandomPermutation(Permutation):
     """
 
     def __init__(self, num_features: int, seed: int = 0) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"expected seed to be an int, got {seed!r}")
-        generator = torch.Generator().manual_seed(seed)
-        super().__init__(torch.randperm(_check_num_features(num_features), generator=generator))
+        generator = torch.Generator().manual_seed(check_int(seed, "seed"))
+        super().__init__(
+            torch.randperm(check_positive_int(num_features, "num_features"), generator=generator)
+        )
         self.seed = seed

@@ -17,8 +17,7 @@ normaliser, :math:`p = \tilde p / Z`, by minimising
 
 with reparametrised samples (Rezende & Mohamed 2015). Both are deterministic under
 ``seed`` on a given device, and both leave torch's global random state as they found
-it. Taught in the chapters *NICE* (maximum likelihood) and *IAF and variational
-inference* (reverse KL).
+it. Taught in the chapters *NICE* (maximum likelihood) and *Variational inference* (reverse KL).
 """
 
 from __future__ import annotations
@@ -26,16 +25,23 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from flowcourse.core import apply
 from flowcourse.preprocessing import bits_per_dim
-from flowcourse.validation import check_tensor
+from flowcourse.seeding import seeded
+from flowcourse.validation import (
+    check_positive_float,
+    check_positive_int,
+    check_tensor,
+    inside,
+)
 
 __all__ = [
     "Preprocess",
@@ -94,25 +100,51 @@ class ReverseKLHistory:
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     """The device to train on: ``"auto"`` picks CUDA, else Apple's MPS, else the CPU.
 
-    Anything else is passed to ``torch.device``.
+    Anything else is passed to ``torch.device``, and must be a device this machine has:
+    asking for ``"cuda"`` where torch finds no CUDA GPU raises a ``ValueError`` that says
+    so (``"auto"`` would have picked the CPU).
 
     Example:
         >>> from flowcourse.training import pick_device
         >>> pick_device("cpu")
         device(type='cpu')
     """
-    if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
+    if not isinstance(device, (str, torch.device)):
         raise TypeError(f"expected device to be a str or torch.device, got {type(device).__name__}")
     if device != "auto":
-        return torch.device(device)
+        return _check_available(torch.device(device))
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_available(device: torch.device) -> torch.device:
+    """Refuse a GPU that is not there, before torch fails somewhere deep inside."""
+    advice = 'use device="auto", which picks a GPU when there is one and the CPU otherwise'
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"expected a CUDA GPU for device={str(device)!r}, but torch finds none on this "
+                f"machine (torch.cuda.is_available() is False; is this torch built with CUDA, "
+                f"and is a GPU visible?); {advice}"
+            )
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"expected device={str(device)!r} to name one of the {count} CUDA GPU(s) here "
+                f"(cuda:0 to cuda:{count - 1}); {advice}"
+            )
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(
+                f"expected an Apple GPU for device={str(device)!r}, but torch finds none "
+                f"(torch.backends.mps.is_available() is False); {advice}"
+            )
+    return device
 
 
 def linear_annealing(warmup_steps: int = 10_000, start: float = 0.01) -> Callable[[int], float]:
@@ -127,8 +159,8 @@ def linear_annealing(warmup_steps: int = 10_000, start: float = 0.01) -> Callabl
         >>> beta(0), beta(50), beta(500)
         (0.01, 0.51, 1.0)
     """
-    _check_positive_int(warmup_steps, "warmup_steps")
-    if not 0 < start <= 1:
+    check_positive_int(warmup_steps, "warmup_steps")
+    if not check_positive_float(start, "start") <= 1:
         raise ValueError(f"expected start in (0, 1], got {start!r}")
     return lambda step: min(1.0, start + step / warmup_steps)
 
@@ -138,6 +170,8 @@ def fit(
     train_data: Tensor,
     *,
     validation_data: Tensor | None = None,
+    train_context: Tensor | None = None,
+    validation_context: Tensor | None = None,
     epochs: int = 100,
     batch_size: int = 128,
     learning_rate: float = 1e-3,
@@ -166,12 +200,16 @@ def fit(
     every epoch; the validation set gets the same noise at every evaluation, so its
     losses are comparable. With ``num_levels`` (:math:`L`) the history also reports
     bits/dim, :math:`-(\log p - D\log L)/(D \ln 2)` with :math:`D` the values per sample.
+    The data are checked once, here, and the first batch at the flow's door; the other
+    batches are not checked again (see :mod:`flowcourse.validation`).
 
     Args:
         flow: a module with ``log_prob`` (a :class:`flowcourse.core.Flow`); it is moved to
             ``device`` and left there, in eval mode.
         train_data: a float tensor ``(N, ...)`` (vectors or images), on any device.
         validation_data: held-out data of the same shape, evaluated after every epoch.
+        train_context, validation_context: for a conditional flow, the context of each
+            sample, ``(N, context_features)``; the batches keep data and context together.
         epochs, batch_size, learning_rate: the usual; the last batch may be smaller.
         max_grad_norm: clip the gradient's global norm to this (``None``: no clipping).
         patience: stop after this many epochs without a lower validation loss and
@@ -200,124 +238,37 @@ def fit(
         >>> torch.allclose(scale, torch.tensor(1 / 3), atol=0.03)
         True
     """
-    _check_flow(flow, "log_prob")
-    train_data = _check_data(train_data, "train_data")
+    train = _Data(train_data, train_context, "train")
+    validation = None
     if validation_data is not None:
-        validation_data = _check_data(validation_data, "validation_data")
-        if validation_data.shape[1:] != train_data.shape[1:]:
-            raise ValueError(
-                f"expected validation_data of shape (N, {_shape(train_data.shape[1:])}) like "
-                f"train_data, got {tuple(validation_data.shape)}"
-            )
-    event_shape = getattr(getattr(flow, "base", None), "event_shape", None)
-    if preprocess is None and event_shape is not None:
-        if tuple(train_data.shape[1:]) != tuple(event_shape):
-            raise ValueError(
-                f"expected train_data of shape (N, {_shape(event_shape)}) to match the flow, "
-                f"got {tuple(train_data.shape)}"
-            )
-    _check_positive_int(epochs, "epochs")
-    _check_positive_int(batch_size, "batch_size")
-    _check_positive_float(learning_rate, "learning_rate")
-    if max_grad_norm is not None:
-        _check_positive_float(max_grad_norm, "max_grad_norm")
-    if patience is not None:
-        _check_positive_int(patience, "patience")
-        if validation_data is None:
-            raise ValueError("expected validation_data when patience is set (early stopping)")
+        validation = _Data(validation_data, validation_context, "validation", like=train)
+    elif validation_context is not None:
+        raise ValueError("expected validation_data with validation_context, got none")
+    _check_fit_arguments(flow, train, validation, preprocess, num_levels, patience)
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
     if max_steps is not None:
-        _check_positive_int(max_steps, "max_steps")
-    if num_levels is not None:
-        _check_positive_int(num_levels, "num_levels")
-    if preprocess is not None and not callable(preprocess):
-        raise TypeError(f"expected preprocess to be callable, got {type(preprocess).__name__}")
-
-    _check_trainable(flow)
-    device = pick_device(device)
-    flow.to(device)
-    dtype = _floating_dtype(flow)
-    num_dims = math.prod(train_data.shape[1:])
-    history = History()
-    best_loss, best_state = math.inf, None
-    start = time.perf_counter()
-
-    def loss_of(batch: Tensor, generator: torch.Generator) -> Tensor:
-        batch = batch.to(device=device, dtype=dtype)
-        if preprocess is None:
-            inputs, log_abs_det = batch, batch.new_zeros(len(batch))
-        else:
-            inputs, log_abs_det = preprocess(batch, generator)
-        return -(flow.log_prob(inputs) + log_abs_det)
-
-    def evaluate(data: Tensor) -> float:
-        generator = torch.Generator(device=device).manual_seed(seed + 1)
-        flow.eval()
-        with torch.no_grad():
-            total = sum(float(loss_of(batch, generator).sum()) for batch in data.split(batch_size))
-        flow.train()
-        return total / len(data)
-
-    def bits(nats: float) -> float:
-        return float(bits_per_dim(-nats, num_dims, num_levels))
-
-    with _seeded(seed, device):
-        shuffle_generator = torch.Generator().manual_seed(seed)
-        noise_generator = torch.Generator(device=device).manual_seed(seed)
-        optimizer = torch.optim.Adam(flow.parameters(), lr=learning_rate)
-        flow.train()
+        check_positive_int(max_steps, "max_steps")
+    _check_optimiser(learning_rate, max_grad_norm)
+    device = _prepare(flow, device)
+    loop = _Loop(flow, device, preprocess, batch_size, seed, max_steps, num_levels, train)
+    with seeded(seed, device):
+        optimizer = _adam(flow, learning_rate)
+        stopping = _EarlyStopping(patience)
         bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress)
         for epoch in bar:
-            total, count = 0.0, 0
-            order = torch.randperm(len(train_data), generator=shuffle_generator)
-            for indices in order.split(batch_size):
-                loss = loss_of(train_data[indices.to(train_data.device)], noise_generator).mean()
-                loss_value = float(loss.detach())  # one device sync per step, for the history
-                if not math.isfinite(loss_value):
-                    raise RuntimeError(
-                        f"the training loss became {loss_value} at epoch {epoch}, step "
-                        f"{history.steps}: lower learning_rate or max_grad_norm"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(flow.parameters(), max_grad_norm)
-                optimizer.step()
-                history.steps += 1
-                history.step_loss.append(loss_value)
-                total += loss_value * len(indices)
-                count += len(indices)
-                if max_steps is not None and history.steps >= max_steps:
-                    break
-            history.train_loss.append(total / count)
-            postfix = {"train": _format(total / count, num_levels, bits)}
-            if num_levels is not None:
-                history.train_bits_per_dim.append(bits(total / count))
-            if validation_data is not None:
-                validation_loss = evaluate(validation_data)
-                if not math.isfinite(validation_loss):
-                    raise RuntimeError(
-                        f"the validation loss became {validation_loss} after epoch {epoch}: "
-                        f"the flow gives zero density to some validation samples"
-                    )
-                history.validation_loss.append(validation_loss)
-                postfix["validation"] = _format(validation_loss, num_levels, bits)
-                if num_levels is not None:
-                    history.validation_bits_per_dim.append(bits(validation_loss))
-                if validation_loss < best_loss:
-                    best_loss, history.best_epoch = validation_loss, epoch
-                    if patience is not None:
-                        best_state = copy.deepcopy(flow.state_dict())
-                elif patience is not None and epoch - history.best_epoch >= patience:
-                    history.stopped_early = True
+            postfix = {"train": loop.train_epoch(optimizer, max_grad_norm, epoch)}
+            if validation is not None:
+                postfix["validation"] = loop.validate(validation, epoch)
+                stopping.update(loop.history, flow, epoch)
             bar.set_postfix(postfix)
-            if history.stopped_early or (max_steps is not None and history.steps >= max_steps):
+            if loop.history.stopped_early or loop.out_of_steps():
                 break
         bar.close()
-    if best_state is not None:
-        flow.load_state_dict(best_state)
+    stopping.restore(flow)
     flow.eval()
-    history.seconds = time.perf_counter() - start
-    return history
+    loop.history.seconds = time.perf_counter() - loop.start
+    return loop.history
 
 
 def fit_reverse_kl(
@@ -345,7 +296,7 @@ def fit_reverse_kl(
     where :math:`\beta_t` = ``annealing(t)`` (1 without annealing; see
     :func:`linear_annealing`). The reverse KL is *mode seeking*: a flow that misses a
     mode is barely penalised, which is why annealing helps. From Rezende & Mohamed
-    (2015); taught in the chapter *IAF and variational inference*.
+    (2015); taught in the chapter *Variational inference*.
 
     Args:
         flow: a :class:`flowcourse.core.Flow` (needs ``sample_and_log_prob``); moved to
@@ -376,29 +327,18 @@ def fit_reverse_kl(
         raise TypeError(f"expected log_density to be callable, got {type(log_density).__name__}")
     if annealing is not None and not callable(annealing):
         raise TypeError(f"expected annealing to be callable, got {type(annealing).__name__}")
-    _check_positive_int(steps, "steps")
-    _check_positive_int(batch_size, "batch_size")
-    _check_positive_float(learning_rate, "learning_rate")
-    if max_grad_norm is not None:
-        _check_positive_float(max_grad_norm, "max_grad_norm")
-
-    _check_trainable(flow)
-    device = pick_device(device)
-    flow.to(device)
+    check_positive_int(steps, "steps")
+    check_positive_int(batch_size, "batch_size")
+    _check_optimiser(learning_rate, max_grad_norm)
+    device = _prepare(flow, device)
     history = ReverseKLHistory()
     start = time.perf_counter()
-    with _seeded(seed, device):
-        optimizer = torch.optim.Adam(flow.parameters(), lr=learning_rate)
-        flow.train()
+    with seeded(seed, device):
+        optimizer = _adam(flow, learning_rate)
         bar = tqdm(range(steps), desc="fit_reverse_kl", unit="step", disable=not progress)
         for step in bar:
             x, log_q = flow.sample_and_log_prob(batch_size)
-            log_p = log_density(x)
-            if not isinstance(log_p, Tensor) or log_p.shape != (batch_size,):
-                got = tuple(log_p.shape) if isinstance(log_p, Tensor) else type(log_p).__name__
-                raise ValueError(
-                    f"expected log_density to return a tensor of shape ({batch_size},), got {got}"
-                )
+            log_p = _checked_log_density(log_density, x, batch_size)
             bound = float((log_q - log_p).mean().detach())
             if not math.isfinite(bound):
                 raise RuntimeError(
@@ -409,12 +349,7 @@ def fit_reverse_kl(
             beta = 1.0 if annealing is None else float(annealing(step))
             if not 0 < beta <= 1:
                 raise ValueError(f"expected annealing to return beta in (0, 1], got {beta}")
-            loss = (log_q - beta * log_p).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(flow.parameters(), max_grad_norm)
-            optimizer.step()
+            _step(optimizer, (log_q - beta * log_p).mean(), max_grad_norm)
             history.kl_bound.append(bound)
             history.beta.append(beta)
             if step % 10 == 0 or step == steps - 1:
@@ -425,18 +360,231 @@ def fit_reverse_kl(
     return history
 
 
-@contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed every torch generator for the block, then restore the caller's random state."""
-    accelerators = [] if device.type == "cpu" else [device]
-    device_type = "cuda" if device.type == "cpu" else device.type
-    with torch.random.fork_rng(devices=accelerators, device_type=device_type):
-        torch.manual_seed(seed)
-        yield
+# -------------------------------------------------------------- the parts of both loops
 
 
-def _format(nats: float, num_levels: int | None, bits: Callable[[float], float]) -> str:
-    return f"{nats:.3f} nats" if num_levels is None else f"{bits(nats):.3f} bits/dim"
+def _prepare(flow: nn.Module, device: str | torch.device) -> torch.device:
+    """Check that ``flow`` can be trained, pick the device and move the flow there."""
+    if not any(parameter.requires_grad for parameter in flow.parameters()):
+        raise ValueError(
+            f"expected flow to have trainable parameters, got a {type(flow).__name__} with none"
+        )
+    device = pick_device(device)
+    flow.to(device)
+    return device
+
+
+def _adam(flow: nn.Module, learning_rate: float) -> torch.optim.Adam:
+    flow.train()
+    return torch.optim.Adam(flow.parameters(), lr=learning_rate)
+
+
+def _check_optimiser(learning_rate: object, max_grad_norm: object) -> None:
+    check_positive_float(learning_rate, "learning_rate")
+    if max_grad_norm is not None:
+        check_positive_float(max_grad_norm, "max_grad_norm")
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: Tensor, max_grad_norm: float | None) -> None:
+    """One optimiser step on ``loss``, the gradient's global norm clipped to ``max_grad_norm``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+
+
+def _checked_log_density(
+    log_density: Callable[[Tensor], Tensor], x: Tensor, batch_size: int
+) -> Tensor:
+    log_p = log_density(x)
+    if not isinstance(log_p, Tensor) or log_p.shape != (batch_size,):
+        got = tuple(log_p.shape) if isinstance(log_p, Tensor) else type(log_p).__name__
+        raise ValueError(
+            f"expected log_density to return a tensor of shape ({batch_size},), got {got}"
+        )
+    return log_p
+
+
+# ------------------------------------------------------------------- the parts of fit
+
+
+class _Data:
+    """Data and (optionally) their context, checked once, where the user hands them in."""
+
+    def __init__(
+        self, data: object, context: object, split: str, like: _Data | None = None
+    ) -> None:
+        name = f"{split}_data"
+        self.data = check_tensor(data, name)
+        if self.data.dim() < 2 or len(self.data) == 0:
+            raise ValueError(
+                f"expected {name} of shape (N, ...) with N >= 1, got {tuple(self.data.shape)}"
+            )
+        if like is not None and self.data.shape[1:] != like.data.shape[1:]:
+            raise ValueError(
+                f"expected {name} of shape (N, {_shape(like.data.shape[1:])}) like "
+                f"train_data, got {tuple(self.data.shape)}"
+            )
+        self.context = None
+        if context is not None:
+            self.context = check_tensor(context, f"{split}_context")
+            if self.context.dim() != 2 or len(self.context) != len(self.data):
+                raise ValueError(
+                    f"expected {split}_context of shape ({len(self.data)}, context_features), "
+                    f"one row per sample of {name}, got {tuple(self.context.shape)}"
+                )
+        if like is not None and (self.context is None) != (like.context is None):
+            raise ValueError(
+                "expected a context for both train_data and validation_data or neither"
+            )
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batch(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        rows = indices.to(self.data.device)
+        context = None if self.context is None else self.context[indices.to(self.context.device)]
+        return self.data[rows], context
+
+
+def _check_fit_arguments(
+    flow: object,
+    train: _Data,
+    validation: _Data | None,
+    preprocess: object,
+    num_levels: object,
+    patience: object,
+) -> None:
+    _check_flow(flow, "log_prob")
+    event_shape = getattr(getattr(flow, "base", None), "event_shape", None)
+    if preprocess is None and event_shape is not None:
+        if tuple(train.data.shape[1:]) != tuple(event_shape):
+            raise ValueError(
+                f"expected train_data of shape (N, {_shape(event_shape)}) to match the flow, "
+                f"got {tuple(train.data.shape)}"
+            )
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"expected preprocess to be callable, got {type(preprocess).__name__}")
+    if num_levels is not None:
+        check_positive_int(num_levels, "num_levels")
+    if patience is not None:
+        check_positive_int(patience, "patience")
+        if validation is None:
+            raise ValueError("expected validation_data when patience is set (early stopping)")
+
+
+class _Loop:
+    """What one epoch of :func:`fit` needs: the flow, the data, the generators, the history."""
+
+    def __init__(
+        self,
+        flow: nn.Module,
+        device: torch.device,
+        preprocess: Preprocess | None,
+        batch_size: int,
+        seed: int,
+        max_steps: int | None,
+        num_levels: int | None,
+        train: _Data,
+    ) -> None:
+        self.flow, self.device, self.preprocess = flow, device, preprocess
+        self.batch_size, self.seed, self.max_steps = batch_size, seed, max_steps
+        self.num_levels, self.train = num_levels, train
+        self.dtype = _floating_dtype(flow)
+        self.num_dims = math.prod(train.data.shape[1:])
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self.noise_generator = torch.Generator(device=device).manual_seed(seed)
+        self.history = History()
+        self.start = time.perf_counter()
+
+    def loss(self, data: Tensor, context: Tensor | None, generator: torch.Generator) -> Tensor:
+        """The negative log-likelihood of every sample of a batch, in nats."""
+        data = data.to(device=self.device, dtype=self.dtype)
+        if context is not None:
+            context = context.to(device=self.device, dtype=self.dtype)
+        if self.preprocess is None:
+            inputs, log_abs_det = data, data.new_zeros(len(data))
+        else:
+            inputs, log_abs_det = self.preprocess(data, generator)
+        # The first batch goes through the flow's door (its checks); the rest do not.
+        with nullcontext() if self.history.steps == 0 else inside():
+            log_prob = apply(self.flow.log_prob, inputs, context)
+            return -(log_prob + log_abs_det)
+
+    def train_epoch(
+        self, optimizer: torch.optim.Optimizer, max_grad_norm: float | None, epoch: int
+    ) -> str:
+        """One pass over the shuffled training data; returns the epoch's loss for the bar."""
+        total, count = 0.0, 0
+        order = torch.randperm(len(self.train), generator=self.shuffle_generator)
+        for indices in order.split(self.batch_size):
+            loss = self.loss(*self.train.batch(indices), self.noise_generator).mean()
+            loss_value = float(loss.detach())  # one device sync per step, for the history
+            if not math.isfinite(loss_value):
+                raise RuntimeError(
+                    f"the training loss became {loss_value} at epoch {epoch}, step "
+                    f"{self.history.steps}: lower learning_rate or max_grad_norm"
+                )
+            _step(optimizer, loss, max_grad_norm)
+            self.history.steps += 1
+            self.history.step_loss.append(loss_value)
+            total, count = total + loss_value * len(indices), count + len(indices)
+            if self.out_of_steps():
+                break
+        return self._record(total / count, self.history.train_loss, self.history.train_bits_per_dim)
+
+    def validate(self, validation: _Data, epoch: int) -> str:
+        """The loss of the validation data, in eval mode, with the same noise every time."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+        self.flow.eval()
+        with torch.no_grad(), inside():
+            batches = torch.arange(len(validation)).split(self.batch_size)
+            total = sum(float(self.loss(*validation.batch(b), generator).sum()) for b in batches)
+        self.flow.train()
+        loss = total / len(validation)
+        if not math.isfinite(loss):
+            raise RuntimeError(
+                f"the validation loss became {loss} after epoch {epoch}: "
+                f"the flow gives zero density to some validation samples"
+            )
+        history = self.history
+        return self._record(loss, history.validation_loss, history.validation_bits_per_dim)
+
+    def out_of_steps(self) -> bool:
+        return self.max_steps is not None and self.history.steps >= self.max_steps
+
+    def _record(self, nats: float, losses: list[float], bits_per_dim_list: list[float]) -> str:
+        """Append a loss (and its bits/dim) to the history; return it with its unit."""
+        losses.append(nats)
+        if self.num_levels is None:
+            return f"{nats:.3f} nats"
+        bits = float(bits_per_dim(-nats, self.num_dims, self.num_levels))
+        bits_per_dim_list.append(bits)
+        return f"{bits:.3f} bits/dim"
+
+
+class _EarlyStopping:
+    """Track the best validation loss; with ``patience``, stop and restore its weights."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.best_loss = math.inf
+        self.best_state: dict[str, Tensor] | None = None
+
+    def update(self, history: History, flow: nn.Module, epoch: int) -> None:
+        loss = history.validation_loss[-1]
+        if loss < self.best_loss:
+            self.best_loss, history.best_epoch = loss, epoch
+            if self.patience is not None:
+                self.best_state = copy.deepcopy(flow.state_dict())
+        elif self.patience is not None and epoch - history.best_epoch >= self.patience:
+            history.stopped_early = True
+
+    def restore(self, flow: nn.Module) -> None:
+        if self.best_state is not None:
+            flow.load_state_dict(self.best_state)
 
 
 def _shape(shape: tuple[int, ...] | torch.Size) -> str:
@@ -454,29 +602,3 @@ def _check_flow(flow: object, method: str) -> None:
             f"expected flow to be an nn.Module with a {method} method (a flowcourse Flow), "
             f"got {type(flow).__name__}"
         )
-
-
-def _check_trainable(flow: nn.Module) -> None:
-    if not any(parameter.requires_grad for parameter in flow.parameters()):
-        raise ValueError(
-            f"expected flow to have trainable parameters, got a {type(flow).__name__} with none"
-        )
-
-
-def _check_data(data: object, name: str) -> Tensor:
-    data = check_tensor(data, name)
-    if data.dim() < 2 or len(data) == 0:
-        raise ValueError(f"expected {name} of shape (N, ...) with N >= 1, got {tuple(data.shape)}")
-    return data
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected {name} to be a positive int, got {value!r}")
-    return value
-
-
-def _check_positive_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"expected {name} to be a positive number, got {value!r}")
-    return float(value)

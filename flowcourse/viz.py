@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from flowcourse.core import Compose, Flow, Transform
+from flowcourse.validation import check_int
 
 __all__ = [
     "density_on_grid",
@@ -68,12 +69,6 @@ def _check_bounds(bounds: Bounds) -> Bounds:
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"expected finite bounds with low < high, got ({low}, {high})")
     return low, high
-
-
-def _check_count(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"expected {name} to be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_temperature(temperature: float) -> float:
@@ -128,8 +123,8 @@ def grid_lines(bounds: Bounds = (-3.0, 3.0), num_lines: int = 11, resolution: in
         torch.Size([6, 5, 2])
     """
     low, high = _check_bounds(bounds)
-    _check_count(num_lines, "num_lines", 2)
-    _check_count(resolution, "resolution", 2)
+    check_int(num_lines, "num_lines", 2)
+    check_int(resolution, "resolution", 2)
     levels = torch.linspace(low, high, num_lines)
     along = torch.linspace(low, high, resolution)
     horizontal = torch.stack(torch.broadcast_tensors(along[None, :], levels[:, None]), dim=-1)
@@ -159,7 +154,7 @@ def density_on_grid(
         1.0
     """
     low, high = _check_bounds(bounds)
-    _check_count(resolution, "resolution", 2)
+    check_int(resolution, "resolution", 2)
     log_prob = _log_prob_function(flow_or_density)
     device, dtype = _device_and_dtype(flow_or_density)
     step = (high - low) / resolution
@@ -204,7 +199,7 @@ def plot_density_and_samples(
         3
     """
     low, high = _check_bounds(bounds)
-    _check_count(num_samples, "num_samples", 0)
+    check_int(num_samples, "num_samples", 0)
     temperature = _check_temperature(temperature)
     axis, density = density_on_grid(flow_or_density, (low, high), resolution)
 
@@ -271,7 +266,7 @@ def plot_layers(
         3
     """
     layers = _layers_of(flow)
-    _check_count(max_columns, "max_columns", 1)
+    check_int(max_columns, "max_columns", 1)
     if not isinstance(points_or_grid, Tensor):
         raise TypeError(
             f"expected points_or_grid to be a torch.Tensor, got {type(points_or_grid).__name__}"
@@ -468,8 +463,8 @@ def plot_image_grid(
             f"expected images of shape (N, 1 or 3, height, width) with N >= 1, "
             f"got {tuple(images.shape)}"
         )
-    _check_count(nrow, "nrow", 1)
-    _check_count(padding, "padding", 0)
+    check_int(nrow, "nrow", 1)
+    check_int(padding, "padding", 0)
     values = images.detach().cpu().double().numpy()
     if not np.isfinite(values).all():
         raise ValueError(
@@ -526,7 +521,7 @@ def plot_samples_at_temperatures(
     temperatures = [_check_temperature(t) for t in temperatures]
     if not temperatures:
         raise ValueError("expected at least one temperature, got none")
-    _check_count(num_samples, "num_samples", 1)
+    check_int(num_samples, "num_samples", 1)
     device, _ = _device_and_dtype(flow)
     batches = []
     for temperature in temperatures:

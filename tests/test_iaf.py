@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from flowcourse.autoregressive import (
     GatedInverseAutoregressive,
     IAFPosterior,
+    IAFPosteriorTransform,
     InverseAutoregressive,
     random_order,
 )
@@ -29,28 +30,9 @@ LAYERS = [InverseAutoregressive, GatedInverseAutoregressive]
 pytestmark = pytest.mark.usefixtures("float64_by_default", "fixed_seed")
 
 
-class WithContext(Transform):
-    """A conditional layer with its context fixed, so the checks can call it as x -> z."""
-
-    def __init__(self, layer: Transform, context: torch.Tensor) -> None:
-        super().__init__()
-        self.layer = layer
-        self.register_buffer("context", context)
-
-    @property
-    def order(self) -> torch.Tensor:
-        return self.layer.order
-
-    def forward(self, x):
-        return self.layer(x, self.context.expand(x.shape[0], -1))
-
-    def inverse(self, z):
-        return self.layer.inverse(z, self.context.expand(z.shape[0], -1))
-
-
-def typical_points(layer: Transform, z: torch.Tensor) -> torch.Tensor:
+def typical_points(layer: Transform, z: torch.Tensor, context=None) -> torch.Tensor:
     with torch.no_grad():
-        return layer.inverse(z)[0]
+        return layer.inverse(z, context=context)[0]
 
 
 def random_layer(cls, features: int, seed: int, random_ordering: bool = True, **kwargs):
@@ -73,18 +55,18 @@ def random_layer(cls, features: int, seed: int, random_ordering: bool = True, **
 def test_invertible_log_det_and_triangular(cls, features, seed, random_ordering, context_features):
     layer = random_layer(cls, features, seed, random_ordering, context_features=context_features)
     generator = torch.Generator().manual_seed(seed)
-    if context_features:
-        layer = WithContext(layer, torch.randn(1, context_features, generator=generator))
     z = 2 * torch.randn(5, features, generator=generator)
+    # A different context for every sample: the checks pass row b of it with sample b.
+    c = torch.randn(5, context_features, generator=generator) if context_features else None
     # Score points the layer produces: far from them the density direction, which divides
     # by scales and gates, can blow up (see the docstrings).
-    x = typical_points(layer, z)
-    assert check_invertible(Inverse(layer), z, atol=1e-10)
-    assert check_invertible(layer, x, atol=1e-10)
-    assert check_log_det(Inverse(layer), z)
-    assert check_log_det(layer, x)
-    assert check_autoregressive(Inverse(layer), z, layer.order)
-    assert check_autoregressive(layer, x, layer.order)
+    x = typical_points(layer, z, c)
+    assert check_invertible(Inverse(layer), z, atol=1e-10, context=c)
+    assert check_invertible(layer, x, atol=1e-10, context=c)
+    assert check_log_det(Inverse(layer), z, context=c)
+    assert check_log_det(layer, x, context=c)
+    assert check_autoregressive(Inverse(layer), z, layer.order, context=c)
+    assert check_autoregressive(layer, x, layer.order, context=c)
 
 
 @pytest.mark.parametrize("cls", LAYERS)
@@ -145,15 +127,6 @@ def test_state_dict_round_trip_gives_identical_log_dets(cls):
 
 
 @pytest.mark.parametrize("cls", LAYERS)
-def test_train_and_eval_agree(cls):
-    layer = random_layer(cls, 3, seed=5)
-    z = torch.randn(4, 3)
-    x_train, log_abs_det_train = layer.train().inverse(z)
-    x_eval, log_abs_det_eval = layer.eval().inverse(z)
-    assert torch.equal(x_train, x_eval) and torch.equal(log_abs_det_train, log_abs_det_eval)
-
-
-@pytest.mark.parametrize("cls", LAYERS)
 def test_float32(cls):
     layer = random_layer(cls, 4, seed=6).float()
     z = torch.randn(5, 4, dtype=torch.float32)
@@ -196,6 +169,17 @@ def test_bad_construction_raises(cls, kwargs):
         cls(**kwargs)
 
 
+@pytest.mark.parametrize("cls", LAYERS)
+def test_a_conditional_layer_refuses_to_run_without_its_context(cls):
+    layer = cls(3, hidden_features=4, context_features=2)
+    with pytest.raises(ValueError, match=r"expected a context of shape \(batch, 2\)"):
+        layer(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="expected one context row per sample"):
+        layer.inverse(torch.zeros(4, 3), context=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="expected no context"):
+        cls(3, hidden_features=4).inverse(torch.zeros(4, 3), context=torch.zeros(4, 2))
+
+
 # ----------------------------------------------------------------------------- posterior
 
 
@@ -205,9 +189,22 @@ def random_posterior(latent_features: int = 3, num_flows: int = 2, seed: int = 0
         latent_features=latent_features,
         hidden_features=6,
         num_flows=num_flows,
-        context_features=3,
+        h_features=3,
     )
     return randomize_parameters(posterior, seed=seed, scale=0.4)
+
+
+def test_the_posterior_is_a_conditional_flow_over_latents_given_data():
+    posterior = random_posterior()
+    assert isinstance(posterior, Flow) and posterior.context_features == 4
+    assert isinstance(posterior.transform, IAFPosteriorTransform)
+    x = torch.randn(6, 4)
+    torch.manual_seed(0)
+    z, log_q = posterior.sample_and_log_prob(6, context=x)
+    assert z.shape == (6, 3) and log_q.shape == (6,)
+    assert posterior.sample(6, context=x).shape == (6, 3)
+    with pytest.raises(ValueError, match=r"one context row per sample \(5\)"):
+        posterior.sample(5, context=x)
 
 
 @settings(max_examples=10, deadline=None)
@@ -216,26 +213,28 @@ def test_log_q_matches_the_jacobian_of_noise_to_latent(latent_features, num_flow
     """log q(z|x) = log N(eps) - log|det dz/deps|, with the Jacobian from autograd."""
     posterior = random_posterior(latent_features, num_flows, seed)
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, 4, generator=generator)
-    noise = torch.randn(3, 1, latent_features, generator=generator)
+    x = torch.randn(3, 4, generator=generator)
+    noise = torch.randn(3, latent_features, generator=generator)
+    h = posterior.encoder(x)  # the encoder's (mu, log_sigma, h): the transform's context
     with torch.no_grad():
-        _, log_q = posterior(x, noise)
-    for eps, value in zip(noise[:, 0], log_q[:, 0], strict=True):
+        _, log_abs_det = posterior.transform.inverse(noise, context=h)
+        log_q = posterior.base.log_prob(noise) - log_abs_det
+    for b in range(3):
         jac = torch.autograd.functional.jacobian(
-            lambda e: posterior(x, e.reshape(1, 1, -1))[0].reshape(-1), eps
+            lambda e, b=b: posterior.transform.inverse(e[None], context=h[b : b + 1])[0][0],
+            noise[b],
         )
-        gaussian = -0.5 * (eps**2).sum() - 0.5 * latent_features * math.log(2 * math.pi)
+        gaussian = -0.5 * (noise[b] ** 2).sum() - 0.5 * latent_features * math.log(2 * math.pi)
         reference = gaussian - torch.linalg.slogdet(jac).logabsdet
-        assert abs(float(value - reference)) < 1e-10
+        assert abs(float(log_q[b] - reference)) < 1e-10
 
 
 def test_log_prob_inverts_sampling_and_integrates_to_one():
     posterior = random_posterior(latent_features=2, num_flows=2, seed=1)
-    x = torch.randn(3, 4)
+    x = torch.randn(3, 4).repeat(4, 1)  # four latents for each of three data points
     torch.manual_seed(0)
-    z, log_q = posterior.sample_and_log_prob(x, num_samples=4)
-    for sample, value in zip(z, log_q, strict=True):
-        assert torch.allclose(posterior.log_prob(sample, x), value, atol=1e-10)
+    z, log_q = posterior.sample_and_log_prob(12, context=x)
+    assert torch.allclose(posterior.log_prob(z, context=x), log_q, atol=1e-10)
     with torch.no_grad():
         mu = posterior.encode(x[:1])[0]
     center = float(mu.abs().max())
@@ -244,13 +243,13 @@ def test_log_prob_inverts_sampling_and_integrates_to_one():
 
 
 def posterior_density(posterior: IAFPosterior, x: torch.Tensor):
-    return lambda z: posterior.log_prob(z, x.expand(z.shape[0], -1))
+    return lambda z: posterior.log_prob(z, context=x.expand(z.shape[0], -1))
 
 
 def test_sampling_is_reparametrised():
     posterior = random_posterior(seed=2)
     torch.manual_seed(1)
-    z, log_q = posterior.sample_and_log_prob(torch.randn(5, 4), num_samples=2)
+    z, log_q = posterior.sample_and_log_prob(10, context=torch.randn(10, 4))
     (z.square().sum() + log_q.sum()).backward()
     for name, parameter in posterior.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
@@ -258,12 +257,12 @@ def test_sampling_is_reparametrised():
 
 def test_context_reaches_every_latent():
     posterior = random_posterior(seed=3)
-    noise = torch.randn(1, 1, 3)
+    noise = torch.randn(1, 3)
 
-    def latent_from_context(context: torch.Tensor) -> torch.Tensor:
-        z = noise.reshape(1, 3)
+    def latent_from_context(h: torch.Tensor) -> torch.Tensor:
+        z = noise
         for step in posterior.steps:
-            z, _ = step.inverse(z, context=context)
+            z, _ = step.inverse(z, context=h)
         return z.reshape(-1)
 
     jac = torch.autograd.functional.jacobian(latent_from_context, torch.randn(1, 3))
@@ -273,43 +272,46 @@ def test_context_reaches_every_latent():
 def test_orderings_alternate_and_shapes():
     posterior = IAFPosterior(4, latent_features=3, hidden_features=5, num_flows=3)
     assert [step.order.tolist() for step in posterior.steps] == [[1, 2, 3], [3, 2, 1], [1, 2, 3]]
-    z, log_q = posterior.sample_and_log_prob(torch.randn(2, 4), num_samples=5)
-    assert z.shape == (5, 2, 3) and log_q.shape == (5, 2)
+    z, log_q = posterior.sample_and_log_prob(10, context=torch.randn(2, 4).repeat(5, 1))
+    assert z.shape == (10, 3) and log_q.shape == (10,)
 
 
 def test_fresh_posterior_is_a_shrunk_standard_normal():
     posterior = IAFPosterior(4, latent_features=3, hidden_features=5, num_flows=2)
-    noise = torch.randn(2, 6, 3)
-    z, log_q = posterior(torch.randn(6, 4), noise)
+    noise = torch.randn(6, 3)
+    z, log_abs_det = posterior.transform.inverse(
+        noise, context=posterior.encoder(torch.randn(6, 4))
+    )
     gate_log = float(F.logsigmoid(torch.tensor(2.0)))
     assert torch.allclose(z, math.exp(2 * gate_log) * noise)
-    gaussian = -0.5 * noise.square().sum(-1) - 1.5 * math.log(2 * math.pi)
-    assert torch.allclose(log_q, gaussian - 2 * 3 * gate_log)
+    assert torch.allclose(log_abs_det, torch.full((6,), 2 * 3 * gate_log))
 
 
 def test_posterior_state_dict_round_trip():
     posterior = random_posterior(seed=4)
-    other = IAFPosterior(4, 3, hidden_features=6, num_flows=2, context_features=3, seed=9)
+    other = IAFPosterior(4, 3, hidden_features=6, num_flows=2, h_features=3, seed=9)
     other.load_state_dict(posterior.state_dict())
-    x, noise = torch.randn(2, 4), torch.randn(1, 2, 3)
-    assert torch.equal(other(x, noise)[1], posterior(x, noise)[1])
+    x, z = torch.randn(2, 4), torch.randn(2, 3)
+    assert torch.equal(other.log_prob(z, context=x), posterior.log_prob(z, context=x))
 
 
 def test_posterior_bad_inputs_raise():
     posterior = IAFPosterior(4, latent_features=3, hidden_features=5)
-    x = torch.zeros(2, 4)
-    with pytest.raises(ValueError, match=r"expected x of shape \(batch, 4\)"):
-        posterior.sample_and_log_prob(torch.zeros(2, 5))
+    x, z = torch.zeros(2, 4), torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"expected context of shape \(batch, 4\)"):
+        posterior.sample_and_log_prob(2, context=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"expected a context of shape \(batch, 4\)"):
+        posterior.sample_and_log_prob(2)
     with pytest.raises(TypeError, match="expected"):
-        posterior.sample_and_log_prob(x.float())
+        posterior.sample_and_log_prob(2, context=x.float())
     with pytest.raises(ValueError, match="expected num_samples"):
-        posterior.sample_and_log_prob(x, num_samples=0)
-    with pytest.raises(ValueError, match=r"expected noise of shape \(num_samples, 2, 3\)"):
-        posterior(x, torch.zeros(1, 3, 3))
-    with pytest.raises(ValueError, match="expected z with the batch size"):
-        posterior.log_prob(torch.zeros(3, 3), x)
-    with pytest.raises(ValueError, match="expected"):
-        posterior.log_prob(torch.zeros(2, 2), x)
+        posterior.sample_and_log_prob(0, context=x)
+    with pytest.raises(ValueError, match="expected one context row per sample"):
+        posterior.log_prob(torch.zeros(3, 3), context=x)
+    with pytest.raises(ValueError, match=r"expected x of shape \(batch, 3\)"):
+        posterior.log_prob(torch.zeros(2, 2), context=x)
+    with pytest.raises(ValueError, match=r"expected a context \(mu, log_sigma, h\)"):
+        posterior.transform(z)
     with pytest.raises(ValueError, match="expected latent_features"):
         IAFPosterior(4, latent_features=0)
     with pytest.raises(ValueError, match="expected every hidden layer"):

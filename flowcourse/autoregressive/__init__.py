@@ -2,11 +2,14 @@
 
 Every layer follows the package convention: ``forward`` maps data to noise and returns
 ``log|det ∂z/∂x|``. MAF is one MADE pass in that direction and :math:`D` passes back;
-IAF is the mirror image (one pass to sample, :math:`D` passes to score data).
-Taught in the chapters *MADE*, *MAF* and *IAF and variational inference*.
+IAF is the mirror image (one pass to sample, :math:`D` passes to score data). Every
+layer's :math:`D`-pass direction is
+:func:`~flowcourse.autoregressive.autoregressive_inverse`.
+Taught in the chapters *MADE*, *MAF* and *IAF*.
 """
 
 from flowcourse.autoregressive.iaf import GatedInverseAutoregressive, InverseAutoregressive
+from flowcourse.autoregressive.inversion import autoregressive_inverse
 from flowcourse.autoregressive.made import (
     MADE,
     MaskedLinear,
@@ -15,7 +18,7 @@ from flowcourse.autoregressive.made import (
     random_order,
 )
 from flowcourse.autoregressive.maf import MaskedAffineAutoregressive
-from flowcourse.autoregressive.posterior import IAFPosterior
+from flowcourse.autoregressive.posterior import IAFPosterior, IAFPosteriorTransform
 
 __all__ = [
     "MADE",
@@ -27,4 +30,6 @@ __all__ = [
     "InverseAutoregressive",
     "GatedInverseAutoregressive",
     "IAFPosterior",
+    "IAFPosteriorTransform",
+    "autoregressive_inverse",
 ]

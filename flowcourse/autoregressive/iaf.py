@@ -3,8 +3,7 @@ r"""IAF: inverse autoregressive flow layers (Kingma et al., 2016).
 IAF mirrors MAF: the MADE reads the *noise* :math:`z`, so sampling (noise to data,
 ``inverse`` in this package) is one pass and scoring data (``forward``) takes
 :math:`D` passes. That suits variational inference, which samples and scores its own
-samples, and never scores outside data. Taught in the chapter *IAF and variational
-inference*.
+samples, and never scores outside data. Taught in the chapter *IAF*.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from flowcourse.autoregressive.inversion import autoregressive_inverse
 from flowcourse.autoregressive.maf import _AffineAutoregressive, _MaskedAutoregressive
 
 __all__ = ["InverseAutoregressive", "GatedInverseAutoregressive"]
@@ -36,7 +36,7 @@ class InverseAutoregressive(_AffineAutoregressive):
     returns :math:`-\sum_i \alpha_i`; like every density direction of IAF it is meant for
     points the layer could have sampled. The log-scale is soft-clamped as in
     :class:`~flowcourse.autoregressive.MaskedAffineAutoregressive`, and a fresh layer is
-    the identity. Taught in the chapter *IAF and variational inference*.
+    the identity. Taught in the chapter *IAF*.
 
     Example:
         >>> layer = InverseAutoregressive(3, hidden_features=8)
@@ -46,19 +46,16 @@ class InverseAutoregressive(_AffineAutoregressive):
     """
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = self._check(z, "z")
         shift, log_scale = self._shift_and_log_scale(z, context)
         return z * torch.exp(log_scale) + shift, log_scale.sum(dim=1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = self._check(x, "x")
-        z = torch.zeros_like(x)
-        # Pass t solves the feature at position t: its shift and scale read only earlier,
-        # already solved, positions. Later positions stay 0, so no pass sees garbage.
-        for position in range(1, self.features + 1):
+        def solve(z: Tensor) -> tuple[Tensor, Tensor]:
+            # The z that x gives under the shift and scale read from z's earlier positions.
             shift, log_scale = self._shift_and_log_scale(z, context)
-            z = torch.where(self.order == position, (x - shift) * torch.exp(-log_scale), z)
-        return z, -log_scale.sum(dim=1)
+            return (x - shift) * torch.exp(-log_scale), -log_scale.sum(dim=1)
+
+        return autoregressive_inverse(solve, x, self.order)
 
 
 class GatedInverseAutoregressive(_MaskedAutoregressive):
@@ -82,7 +79,7 @@ class GatedInverseAutoregressive(_MaskedAutoregressive):
     :math:`z_i` can close the gates of later features further), so data far from what the
     layer samples can map to huge :math:`z`, even overflow in float32. IAF is built to
     sample and to score its own samples, where this does not happen.
-    Taught in the chapter *IAF and variational inference*.
+    Taught in the chapter *IAF*.
 
     Example:
         >>> step = GatedInverseAutoregressive(3, hidden_features=8, context_features=2)
@@ -104,14 +101,14 @@ class GatedInverseAutoregressive(_MaskedAutoregressive):
         super().__init__(
             features, hidden_features, num_hidden_layers, order, seed, context_features
         )
-        is_number = isinstance(gate_bias, (int, float)) and not isinstance(gate_bias, bool)
-        if not is_number or not math.isfinite(gate_bias):
-            raise ValueError(f"expected gate_bias to be a finite float, got {gate_bias!r}")
+        if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)):
+            raise TypeError(f"expected gate_bias to be a number, got {type(gate_bias).__name__}")
+        if not math.isfinite(gate_bias):
+            raise ValueError(f"expected gate_bias to be a finite number, got {gate_bias!r}")
         with torch.no_grad():
             self.made.layers[-1].bias[features:] = float(gate_bias)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = self._check(z, "z")
         proposal, gate_logit = self.made(z, context).chunk(2, dim=1)
         gate = torch.sigmoid(gate_logit)
         x = gate * z + (1 - gate) * proposal
@@ -119,12 +116,10 @@ class GatedInverseAutoregressive(_MaskedAutoregressive):
         return x, F.logsigmoid(gate_logit).sum(dim=1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = self._check(x, "x")
-        z = torch.zeros_like(x)
-        # Pass t solves the feature at position t from the earlier, already solved, ones;
-        # later positions stay 0, so no pass divides garbage by a small gate.
-        for position in range(1, self.features + 1):
+        def solve(z: Tensor) -> tuple[Tensor, Tensor]:
+            # The z that x gives under the gate and proposal read from z's earlier positions.
             proposal, gate_logit = self.made(z, context).chunk(2, dim=1)
             gate = torch.sigmoid(gate_logit)
-            z = torch.where(self.order == position, (x - (1 - gate) * proposal) / gate, z)
-        return z, -F.logsigmoid(gate_logit).sum(dim=1)
+            return (x - (1 - gate) * proposal) / gate, -F.logsigmoid(gate_logit).sum(dim=1)
+
+        return autoregressive_inverse(solve, x, self.order)

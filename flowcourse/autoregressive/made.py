@@ -37,7 +37,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowcourse.validation import check_features, check_matches_module, check_positive_int
+from flowcourse.seeding import seeded
+from flowcourse.validation import (
+    check_context,
+    check_features,
+    check_int,
+    check_matches_module,
+    check_positive_int,
+    validated,
+)
 
 __all__ = ["MaskedLinear", "MADE", "natural_order", "random_order", "hidden_degrees"]
 
@@ -61,7 +69,7 @@ def random_order(features: int, seed: int) -> Tensor:
         [1, 2, 3, 4]
     """
     check_positive_int(features, "features")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(check_int(seed, "seed"))
     return torch.randperm(features, generator=generator) + 1
 
 
@@ -152,10 +160,7 @@ class MADE(nn.Module):
         super().__init__()
         check_positive_int(features, "features")
         check_positive_int(output_multiplier, "output_multiplier")
-        if isinstance(context_features, bool) or not isinstance(context_features, int):
-            raise TypeError(f"expected context_features to be an int, got {context_features!r}")
-        if context_features < 0:
-            raise ValueError(f"expected context_features >= 0, got {context_features}")
+        check_int(context_features, "context_features", 0)
         widths = _hidden_widths(hidden_features, num_hidden_layers)
         # Degree-0 hidden units carry the context to the output that comes first.
         self.lowest_hidden_degree = 0 if context_features else 1
@@ -174,9 +179,8 @@ class MADE(nn.Module):
         self.hidden_widths = tuple(widths)
         self.register_buffer("order", _check_order(order, features))
 
-        # Fork the random state so that seed fixes the weights and callers' draws are untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        # seed fixes the weights; the callers' random state is put back afterwards.
+        with seeded(seed):
             sizes = [features, *widths, output_multiplier * features]
             masks = self._masks(self.order)
             self.layers = nn.ModuleList(
@@ -231,34 +235,20 @@ class MADE(nn.Module):
         self.set_order(order)
         return order
 
+    @validated
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Return the ``(batch, output_multiplier * features)`` autoregressive outputs."""
-        x = check_matches_module(check_features(x, self.features), self)
         hidden = self.layers[0](x)
         if self.context_layer is not None:
-            hidden = hidden + self.context_layer(self._check_context(context, x))
-        elif context is not None:
-            raise ValueError(
-                "expected no context (this MADE has context_features=0), got a tensor of "
-                f"shape {tuple(getattr(context, 'shape', ()))}"
-            )
+            hidden = hidden + self.context_layer(context)
         for activation, layer in zip(self.activations, self.layers[1:], strict=True):
             hidden = layer(activation(hidden))
         return hidden
 
-    def _check_context(self, context: Tensor | None, x: Tensor) -> Tensor:
-        if context is None:
-            raise ValueError(
-                f"expected a context of shape (batch, {self.context_features}), got None"
-            )
-        context = check_matches_module(
-            check_features(context, self.context_features, "context"), self, "context"
-        )
-        if context.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"expected context with the batch size of x ({x.shape[0]}), got {context.shape[0]}"
-            )
-        return context
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        """Called directly, a MADE checks ``x`` and ``context`` (inside a layer it does not)."""
+        x = check_matches_module(check_features(x, self.features), self)
+        check_context(context, self.context_features, x.shape[0], self)
 
 
 def _hidden_widths(
@@ -268,13 +258,16 @@ def _hidden_widths(
         count = 2 if num_hidden_layers is None else num_hidden_layers
         check_positive_int(count, "num_hidden_layers")
         widths = [hidden_features] * count
-    else:
+    elif isinstance(hidden_features, Sequence) and not isinstance(hidden_features, str):
         widths = list(hidden_features)
         if num_hidden_layers is not None and num_hidden_layers != len(widths):
             raise ValueError(
                 f"expected num_hidden_layers to match the {len(widths)} widths in "
                 f"hidden_features, got {num_hidden_layers}"
             )
+    else:
+        kind = type(hidden_features).__name__
+        raise TypeError(f"expected hidden_features to be an int or a sequence of ints, got {kind}")
     if not widths:
         raise ValueError("expected at least one hidden layer, got none")
     for width in widths:

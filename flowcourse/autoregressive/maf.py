@@ -7,22 +7,27 @@ sampling (noise to data) is :math:`D` passes. Taught in the chapter *MAF*.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from flowcourse.autoregressive.inversion import autoregressive_inverse
 from flowcourse.autoregressive.made import MADE
 from flowcourse.core import Transform
 from flowcourse.coupling.affine import soft_clamp
-from flowcourse.validation import check_features, check_matches_module
+from flowcourse.validation import (
+    check_context,
+    check_features,
+    check_matches_module,
+    check_positive_float,
+)
 
 __all__ = ["MaskedAffineAutoregressive"]
 
 
 class _MaskedAutoregressive(Transform):
-    """What every MADE-based layer shares: the MADE, its ordering, and input checks."""
+    """What every MADE-based layer shares: the MADE, its ordering, and its input check."""
 
     def __init__(
         self,
@@ -50,8 +55,15 @@ class _MaskedAutoregressive(Transform):
         """Position of each feature in the autoregressive ordering (1 to D)."""
         return self.made.order
 
-    def _check(self, x: Tensor, name: str) -> Tensor:
-        return check_matches_module(check_features(x, self.features, name), self, name)
+    @property
+    def context_features(self) -> int:
+        """The size of the context the layer takes, 0 for none."""
+        return self.made.context_features
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        name = "z" if inverse else "x"
+        x = check_matches_module(check_features(x, self.features, name), self, name)
+        check_context(context, self.context_features, x.shape[0], self)
 
 
 class _AffineAutoregressive(_MaskedAutoregressive):
@@ -70,7 +82,7 @@ class _AffineAutoregressive(_MaskedAutoregressive):
         super().__init__(
             features, hidden_features, num_hidden_layers, order, seed, context_features
         )
-        self.log_scale_bound = _check_bound(log_scale_bound)
+        self.log_scale_bound = check_positive_float(log_scale_bound, "log_scale_bound")
 
     def _shift_and_log_scale(self, u: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         shift, raw_log_scale = self.made(u, context).chunk(2, dim=1)
@@ -105,26 +117,14 @@ class MaskedAffineAutoregressive(_AffineAutoregressive):
     """
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = self._check(x, "x")
         shift, log_scale = self._shift_and_log_scale(x, context)
         z = (x - shift) * torch.exp(-log_scale)
         return z, -log_scale.sum(dim=1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = self._check(z, "z")
-        x = torch.zeros_like(z)
-        # Pass t solves the feature at position t in the ordering: its shift and scale read
-        # only earlier positions, solved already. Later positions stay 0 (rewriting them
-        # every pass would feed the MADE garbage that can grow by e^bound per pass).
-        for position in range(1, self.features + 1):
+        def solve(x: Tensor) -> tuple[Tensor, Tensor]:
+            # The x that z gives under the shift and scale read from x's earlier positions.
             shift, log_scale = self._shift_and_log_scale(x, context)
-            x = torch.where(self.order == position, z * torch.exp(log_scale) + shift, x)
-        # The last pass read every position but the last one, so all its scales are final.
-        return x, log_scale.sum(dim=1)
+            return z * torch.exp(log_scale) + shift, log_scale.sum(dim=1)
 
-
-def _check_bound(bound: float) -> float:
-    is_number = isinstance(bound, (int, float)) and not isinstance(bound, bool)
-    if not is_number or not math.isfinite(bound) or bound <= 0:
-        raise ValueError(f"expected log_scale_bound to be a positive float, got {bound!r}")
-    return float(bound)
+        return autoregressive_inverse(solve, z, self.order)

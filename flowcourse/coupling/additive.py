@@ -6,13 +6,13 @@ from torch import Tensor, nn
 
 from flowcourse.core import Transform
 from flowcourse.coupling.masks import (
-    check_against_mask,
+    check_coupling_input,
     check_image_mask,
     check_mask,
     check_vector_mask,
 )
-from flowcourse.nets import MLP, ConvNet
-from flowcourse.validation import check_matches_module
+from flowcourse.nets import ConvNet, CouplingMLP
+from flowcourse.validation import check_int
 
 __all__ = ["AdditiveCoupling"]
 
@@ -37,9 +37,13 @@ class AdditiveCoupling(Transform):
         mask: a ``bool`` mask from :mod:`flowcourse.coupling.masks` (True = kept).
         conditioner: a module mapping a tensor of the event shape to the same shape,
             e.g. ``(batch, D) -> (batch, D)``. It sees the masked input :math:`m \odot x`,
-            so for images it sees zeros at the transformed positions.
+            so for images it sees zeros at the transformed positions. ``for_vectors``
+            uses a :class:`~flowcourse.nets.CouplingMLP`, which reads only the kept
+            values and predicts only the others.
         in_channels: for image masks, the number of channels to accept (a checkerboard
             mask broadcasts over channels, so it cannot tell); ``None`` accepts any.
+        context_features: the size of a context that conditions the shift (0: none);
+            the conditioner is then called as ``conditioner(m * x, context)``.
 
     Example:
         >>> import torch
@@ -51,7 +55,12 @@ class AdditiveCoupling(Transform):
     """
 
     def __init__(
-        self, mask: Tensor, conditioner: nn.Module, *, in_channels: int | None = None
+        self,
+        mask: Tensor,
+        conditioner: nn.Module,
+        *,
+        in_channels: int | None = None,
+        context_features: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(conditioner, nn.Module):
@@ -61,15 +70,22 @@ class AdditiveCoupling(Transform):
             check_image_mask(mask, in_channels)
         self.register_buffer("mask", check_mask(mask).clone())
         self.in_channels = in_channels
+        self.context_features = check_int(context_features, "context_features", 0)
         self.conditioner = conditioner
 
     @classmethod
     def for_vectors(
-        cls, mask: Tensor, hidden_features: int = 64, num_hidden_layers: int = 2
+        cls,
+        mask: Tensor,
+        hidden_features: int = 64,
+        num_hidden_layers: int = 2,
+        context_features: int = 0,
     ) -> AdditiveCoupling:
-        """An additive coupling on ``(batch, D)`` vectors with an :class:`~flowcourse.nets.MLP`."""
-        features = check_vector_mask(mask).shape[0]
-        return cls(mask, MLP(features, features, hidden_features, num_hidden_layers))
+        """An additive coupling on ``(batch, D)`` vectors with a
+        :class:`~flowcourse.nets.CouplingMLP` (kept values in, shifts of the others out)."""
+        mask = check_vector_mask(mask)
+        conditioner = CouplingMLP(mask, 1, hidden_features, num_hidden_layers, context_features)
+        return cls(mask, conditioner, context_features=context_features)
 
     @classmethod
     def for_images(
@@ -83,10 +99,13 @@ class AdditiveCoupling(Transform):
         conditioner = ConvNet(in_channels, in_channels, hidden_channels, num_hidden_layers)
         return cls(mask, conditioner, in_channels=in_channels)
 
-    def shift(self, x: Tensor) -> Tensor:
+    def shift(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The shift :math:`(1 - m) \odot t(m \odot x)`; it is zero on the kept values."""
         keep = self.mask.to(x.dtype)
-        shift = self.conditioner(x * keep)
+        if context is None:
+            shift = self.conditioner(x * keep)
+        else:
+            shift = self.conditioner(x * keep, context)
         if shift.shape != x.shape:
             raise ValueError(
                 f"expected the conditioner to return shape {tuple(x.shape)} (the input's), "
@@ -94,10 +113,11 @@ class AdditiveCoupling(Transform):
             )
         return shift * (1 - keep)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_matches_module(check_against_mask(x, self.mask, "x", self.in_channels), self)
-        return x + self.shift(x), x.new_zeros(x.shape[0])
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return x + self.shift(x, context), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_matches_module(check_against_mask(z, self.mask, "z", self.in_channels), self)
-        return z - self.shift(z), z.new_zeros(z.shape[0])
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return z - self.shift(z, context), z.new_zeros(z.shape[0])
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        check_coupling_input(self, x, inverse, context)

@@ -2,20 +2,21 @@ r"""RealNVP's affine coupling: scale and shift half the values by functions of t
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from flowcourse.core import Transform
 from flowcourse.coupling.masks import (
-    check_against_mask,
+    check_coupling_input,
     check_image_mask,
     check_mask,
     check_vector_mask,
 )
-from flowcourse.nets import MLP, ConvNet
-from flowcourse.validation import check_matches_module
+from flowcourse.nets import ConvNet, CouplingMLP
+from flowcourse.validation import (
+    check_int,
+    check_positive_float,
+)
 
 __all__ = ["AffineCoupling", "soft_clamp"]
 
@@ -88,21 +89,19 @@ class AffineCoupling(Transform):
         log_scale_bound: float = 3.0,
         *,
         in_channels: int | None = None,
+        context_features: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(conditioner, nn.Module):
             kind = type(conditioner).__name__
             raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
-        bound = log_scale_bound
-        is_number = isinstance(bound, (int, float)) and not isinstance(bound, bool)
-        if not is_number or not math.isfinite(bound) or bound <= 0:
-            raise ValueError(f"expected log_scale_bound to be a positive float, got {bound!r}")
+        self.log_scale_bound = check_positive_float(log_scale_bound, "log_scale_bound")
         if in_channels is not None:
             check_image_mask(mask, in_channels)
         self.register_buffer("mask", check_mask(mask).clone())
         self.in_channels = in_channels
+        self.context_features = check_int(context_features, "context_features", 0)
         self.conditioner = conditioner
-        self.log_scale_bound = float(log_scale_bound)
 
     @classmethod
     def for_vectors(
@@ -111,11 +110,14 @@ class AffineCoupling(Transform):
         hidden_features: int = 64,
         num_hidden_layers: int = 2,
         log_scale_bound: float = 3.0,
+        context_features: int = 0,
     ) -> AffineCoupling:
-        """An affine coupling on ``(batch, D)`` vectors with an :class:`~flowcourse.nets.MLP`."""
-        features = check_vector_mask(mask).shape[0]
-        conditioner = MLP(features, 2 * features, hidden_features, num_hidden_layers)
-        return cls(mask, conditioner, log_scale_bound)
+        """An affine coupling on ``(batch, D)`` vectors with a
+        :class:`~flowcourse.nets.CouplingMLP` (kept values in, shift and log-scale of the
+        others out)."""
+        mask = check_vector_mask(mask)
+        conditioner = CouplingMLP(mask, 2, hidden_features, num_hidden_layers, context_features)
+        return cls(mask, conditioner, log_scale_bound, context_features=context_features)
 
     @classmethod
     def for_images(
@@ -134,14 +136,19 @@ class AffineCoupling(Transform):
         conditioner = ConvNet(in_channels, 2 * in_channels, hidden_channels, num_hidden_layers)
         return cls(mask, conditioner, log_scale_bound, in_channels=in_channels)
 
-    def shift_and_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def shift_and_log_scale(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         r"""The shift :math:`t` and clamped log-scale :math:`s`, both zero on the kept values.
 
         Zeroing them on the kept values makes the forward map simply
         :math:`z = x \odot e^{s} + t`, which leaves the kept values exactly unchanged.
         """
         keep = self.mask.to(x.dtype)
-        params = self.conditioner(x * keep)
+        if context is None:
+            params = self.conditioner(x * keep)
+        else:
+            params = self.conditioner(x * keep, context)
         expected = (x.shape[0], 2 * x.shape[1], *x.shape[2:])
         if params.shape != expected:
             raise ValueError(
@@ -150,17 +157,19 @@ class AffineCoupling(Transform):
             )
         shift, raw_log_scale = params.chunk(2, dim=1)
         log_scale = soft_clamp(raw_log_scale, self.log_scale_bound)
-        return shift * (1 - keep), log_scale * (1 - keep)
+        change = 1 - keep
+        return shift * change, log_scale * change
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_matches_module(check_against_mask(x, self.mask, "x", self.in_channels), self)
-        shift, log_scale = self.shift_and_log_scale(x)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self.shift_and_log_scale(x, context)
         return x * log_scale.exp() + shift, log_scale.flatten(1).sum(dim=1)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_matches_module(check_against_mask(z, self.mask, "z", self.in_channels), self)
-        shift, log_scale = self.shift_and_log_scale(z)
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self.shift_and_log_scale(z, context)
         return (z - shift) * (-log_scale).exp(), -log_scale.flatten(1).sum(dim=1)
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        check_coupling_input(self, x, inverse, context)
 
     def extra_repr(self) -> str:
         return f"mask_shape={tuple(self.mask.shape)}, log_scale_bound={self.log_scale_bound}"

@@ -18,9 +18,15 @@ Example:
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from flowcourse.validation import check_tensor
+from flowcourse.validation import (
+    check_context,
+    check_int,
+    check_matches_module,
+    check_positive_int,
+    check_tensor,
+)
 
 __all__ = [
     "alternating_mask",
@@ -31,19 +37,14 @@ __all__ = [
     "check_vector_mask",
     "check_image_mask",
     "check_against_mask",
+    "check_coupling_input",
 ]
 
 
-def _check_size(value: object, name: str, minimum: int, why: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"expected {name} to be an int >= {minimum} ({why}), got {value!r}")
-    return value
-
-
 def _check_parity(parity: object) -> int:
-    if parity not in (0, 1) or isinstance(parity, bool):
+    if check_int(parity, "parity") not in (0, 1):
         raise ValueError(f"expected parity to be 0 or 1, got {parity!r}")
-    return int(parity)
+    return parity
 
 
 def alternating_mask(features: int, parity: int = 0) -> Tensor:
@@ -56,7 +57,7 @@ def alternating_mask(features: int, parity: int = 0) -> Tensor:
         >>> alternating_mask(5, parity=1)
         tensor([False,  True, False,  True, False])
     """
-    _check_size(features, "features", 2, "a coupling needs a part to keep and a part to change")
+    check_int(features, "features", 2, "a coupling needs a part to keep and a part to change")
     parity = _check_parity(parity)
     return torch.arange(features) % 2 == parity
 
@@ -72,7 +73,7 @@ def half_mask(features: int, first: bool = True) -> Tensor:
         >>> half_mask(5, first=False)
         tensor([False, False,  True,  True,  True])
     """
-    _check_size(features, "features", 2, "a coupling needs a part to keep and a part to change")
+    check_int(features, "features", 2, "a coupling needs a part to keep and a part to change")
     mask = torch.arange(features) < features // 2
     return mask if first else ~mask
 
@@ -88,8 +89,8 @@ def checkerboard_mask(height: int, width: int, parity: int = 0) -> Tensor:
         tensor([[[ True, False,  True],
                  [False,  True, False]]])
     """
-    _check_size(height, "height", 1, "the image height")
-    _check_size(width, "width", 1, "the image width")
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
     if height * width < 2:
         raise ValueError(
             f"expected an image with at least 2 pixels for a checkerboard mask, "
@@ -112,7 +113,7 @@ def channel_mask(channels: int, first: bool = True) -> Tensor:
         >>> channel_mask(2, first=False).flatten()
         tensor([False,  True])
     """
-    _check_size(channels, "channels", 2, "a coupling needs a part to keep and a part to change")
+    check_int(channels, "channels", 2, "a coupling needs a part to keep and a part to change")
     if channels % 2:
         raise ValueError(f"expected an even number of channels for a channel mask, got {channels}")
     mask = torch.arange(channels) < channels // 2
@@ -152,8 +153,7 @@ def check_vector_mask(mask: object) -> Tensor:
 def check_image_mask(mask: object, in_channels: int) -> Tensor:
     """Check that ``mask`` is an image mask for inputs with ``in_channels`` channels."""
     mask = check_mask(mask)
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"expected in_channels to be a positive int, got {in_channels!r}")
+    check_positive_int(in_channels, "in_channels")
     if mask.dim() != 3:
         raise ValueError(
             f"expected an image mask of shape (channels, height, width), got {tuple(mask.shape)}"
@@ -198,3 +198,14 @@ def check_against_mask(
             f"mask of shape {tuple(mask.shape)}, got {tuple(x.shape)}"
         )
     return x
+
+
+def check_coupling_input(
+    layer: nn.Module, x: object, inverse: bool = False, context: Tensor | None = None
+) -> None:
+    """A coupling's input check: ``x`` (``z`` for ``inverse``) fits ``layer.mask`` and has
+    the layer's dtype and device; ``context`` is what ``layer.context_features`` says."""
+    name = "z" if inverse else "x"
+    x = check_against_mask(x, layer.mask, name, getattr(layer, "in_channels", None))
+    check_matches_module(x, layer, name)
+    check_context(context, layer.context_features, x.shape[0], layer)

@@ -8,11 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowcourse.core import Compose, Transform
+from flowcourse.core import Compose, Transform, apply
 from flowcourse.coupling.affine import AffineCoupling
 from flowcourse.coupling.masks import channel_mask, checkerboard_mask
-from flowcourse.coupling.squeeze import Squeeze
-from flowcourse.validation import check_image, check_matches_module
+from flowcourse.coupling.squeeze import Squeeze, check_even_image
+from flowcourse.validation import (
+    at_door,
+    check_image,
+    check_image_size,
+    check_matches_module,
+    check_positive_int,
+)
 
 __all__ = ["MultiScale", "realnvp_multiscale"]
 
@@ -52,6 +58,8 @@ class MultiScale(Transform):
         torch.Size([2, 1, 4, 4])
     """
 
+    container = True
+
     def __init__(self, transform: Transform, inner: Transform | None = None) -> None:
         super().__init__()
         if not isinstance(transform, Transform):
@@ -61,10 +69,9 @@ class MultiScale(Transform):
         self.transform = transform
         self.inner = inner
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_matches_module(check_image(x), self)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         batch, channels, height, width = x.shape
-        h, log_abs_det = self.transform(x)
+        h, log_abs_det = apply(self.transform, x, context)
         expected = (batch, 4 * channels, height // 2, width // 2)
         if tuple(h.shape) != expected:
             raise ValueError(
@@ -73,16 +80,17 @@ class MultiScale(Transform):
             )
         factored, rest = h.chunk(2, dim=1)
         if self.inner is not None:
-            rest, inner_log_abs_det = self.inner(rest)
+            rest, inner_log_abs_det = apply(self.inner, rest, context)
             log_abs_det = log_abs_det + inner_log_abs_det
         return F.pixel_shuffle(torch.cat([factored, rest], dim=1), 2), log_abs_det
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         factored, rest = self.split(z)
         log_abs_det = z.new_zeros(z.shape[0])
         if self.inner is not None:
-            rest, log_abs_det = self.inner.inverse(rest)
-        x, outer_log_abs_det = self.transform.inverse(torch.cat([factored, rest], dim=1))
+            rest, log_abs_det = apply(self.inner.inverse, rest, context)
+        h = torch.cat([factored, rest], dim=1)
+        x, outer_log_abs_det = apply(self.transform.inverse, h, context)
         return x, log_abs_det + outer_log_abs_det
 
     def split(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -91,15 +99,17 @@ class MultiScale(Transform):
         Both have shape ``(B, 2C, H/2, W/2)``; the first is fixed once this scale is done,
         whatever the inner scales do.
         """
-        z = check_matches_module(check_image(z, name="z"), self, "z")
-        height, width = z.shape[2:]
-        if height % 2 or width % 2:
-            raise ValueError(
-                f"expected z with an even height and width, got height {height} and width "
-                f"{width} (shape {tuple(z.shape)})"
-            )
+        if at_door():
+            self.check_input(z, inverse=True)
         factored, rest = F.pixel_unshuffle(z, 2).chunk(2, dim=1)
         return factored, rest
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        """An image (with an even height and width for ``inverse``); the layers inside
+        check the rest, each its own input."""
+        name = "z" if inverse else "x"
+        image = check_even_image(x, name) if inverse else check_image(x, name=name)
+        check_matches_module(image, self, name)
 
 
 def realnvp_multiscale(
@@ -136,9 +146,8 @@ def realnvp_multiscale(
         ("hidden_channels", hidden_channels),
         ("num_hidden_layers", num_hidden_layers),
     ]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"expected {name} to be a positive int, got {value!r}")
-    height, width = _pair(image_size)
+        check_positive_int(value, name)
+    height, width = check_image_size(image_size)
     factor = 2 ** (num_scales - 1)
     if height % factor or width % factor:
         raise ValueError(
@@ -172,14 +181,3 @@ def realnvp_multiscale(
         )
         model = MultiScale(transform, model)
     return model
-
-
-def _pair(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    valid = isinstance(image_size, Sequence) and len(image_size) == 2
-    if not valid or not all(isinstance(s, int) and not isinstance(s, bool) for s in image_size):
-        raise ValueError(f"expected image_size to be an int or (height, width), got {image_size!r}")
-    if min(image_size) < 1:
-        raise ValueError(f"expected a positive image_size, got {tuple(image_size)}")
-    return int(image_size[0]), int(image_size[1])

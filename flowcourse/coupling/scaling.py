@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from flowcourse.core import Transform
-from flowcourse.validation import check_matches_module, check_tensor
+from flowcourse.validation import check_matches_module, check_positive_int, check_tensor
 
 __all__ = ["DiagonalScaling"]
 
@@ -41,30 +41,31 @@ class DiagonalScaling(Transform):
         super().__init__()
         if isinstance(event_shape, int) and not isinstance(event_shape, bool):
             event_shape = (event_shape,)
-        valid = isinstance(event_shape, Sequence) and len(event_shape) > 0
-        valid = valid and all(isinstance(s, int) and not isinstance(s, bool) for s in event_shape)
-        if not valid or any(s < 1 for s in event_shape):
-            raise ValueError(
-                f"expected event_shape to be a positive int or a non-empty sequence of "
-                f"positive ints, got {event_shape!r}"
+        if not isinstance(event_shape, Sequence) or isinstance(event_shape, str):
+            raise TypeError(
+                f"expected event_shape to be an int or a sequence of ints, "
+                f"got {type(event_shape).__name__}"
             )
+        if not event_shape:
+            raise ValueError("expected a non-empty event_shape, got ()")
+        for size in event_shape:
+            check_positive_int(size, "every size in event_shape")
         self.event_shape = tuple(event_shape)
         self.log_scale = nn.Parameter(torch.zeros(self.event_shape))
 
-    def _check(self, x: object, name: str) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return x * self.log_scale.exp(), self.log_scale.sum().repeat(x.shape[0])
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return z * (-self.log_scale).exp(), -self.log_scale.sum().repeat(z.shape[0])
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        name = "z" if inverse else "x"
         x = check_tensor(x, name)
         if tuple(x.shape[1:]) != self.event_shape or x.dim() < 2:
             expected = ", ".join(map(str, self.event_shape))
             raise ValueError(f"expected {name} of shape (batch, {expected}), got {tuple(x.shape)}")
-        return check_matches_module(x, self, name)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._check(x, "x")
-        return x * self.log_scale.exp(), self.log_scale.sum().repeat(x.shape[0])
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = self._check(z, "z")
-        return z * (-self.log_scale).exp(), -self.log_scale.sum().repeat(z.shape[0])
+        check_matches_module(x, self, name)
 
     def extra_repr(self) -> str:
         return f"event_shape={self.event_shape}"

@@ -28,21 +28,32 @@ class Squeeze(Transform):
         (tensor([0., 1., 2., 3.]), torch.Size([1, 4, 1, 1]))
     """
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_image(x)
-        height, width = x.shape[2:]
-        if height % 2 or width % 2:
-            raise ValueError(
-                f"expected x with an even height and width to squeeze, got height {height} "
-                f"and width {width} (shape {tuple(x.shape)})"
-            )
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return F.pixel_unshuffle(x, 2), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_image(z, name="z")
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return F.pixel_shuffle(z, 2), z.new_zeros(z.shape[0])
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        if not inverse:
+            check_even_image(x, "x", "to squeeze")
+            return
+        z = check_image(x, name="z")
         if z.shape[1] % 4:
             raise ValueError(
                 f"expected z with a number of channels divisible by 4 to unsqueeze, "
                 f"got {z.shape[1]} (shape {tuple(z.shape)})"
             )
-        return F.pixel_shuffle(z, 2), z.new_zeros(z.shape[0])
+
+
+def check_even_image(x: object, name: str = "x", why: str = "") -> Tensor:
+    """Check that ``x`` is a finite image batch with an even height and width."""
+    x = check_image(x, name=name)
+    height, width = x.shape[2:]
+    if height % 2 or width % 2:
+        raise ValueError(
+            f"expected {name} with an even height and width{' ' + why if why else ''}, "
+            f"got height {height} "
+            f"and width {width} (shape {tuple(x.shape)})"
+        )
+    return x

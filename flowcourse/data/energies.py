@@ -31,7 +31,7 @@ and a reverse-KL fit reports
     \mathrm{KL}(q \,\|\, p) = \mathbb{E}_q[\ln q(z) + U(z)] + \ln Z \quad\text{(nats)},
 
 which is exact when the flow :math:`q` puts (nearly) all its mass inside the box.
-Taught in the chapter *IAF and variational inference*.
+Taught in the chapter *Variational inference*.
 
 Example:
     >>> from flowcourse.data import U1, log_normalizer
@@ -49,7 +49,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from flowcourse.validation import check_features
+from flowcourse.validation import check_features, check_int
 
 __all__ = ["U1", "U2", "U3", "U4", "ENERGIES", "ENERGY_BOUNDS", "boxed", "log_normalizer"]
 
@@ -149,7 +149,7 @@ def boxed(
     mass on the plane and a reverse-KL fit can spread without limit; the wall makes them
     normalisable while leaving them unchanged inside the box (a hard box would make
     :math:`\log q + U` infinite as soon as one sample left it). Taught in the chapter
-    *IAF and variational inference*.
+    *Variational inference*.
 
     Example:
         >>> U = boxed(U2)
@@ -182,8 +182,7 @@ def log_normalizer(
         >>> round(log_normalizer(U2), 4)  # ln(8 * 0.4 * sqrt(2 pi)): a Gaussian band, 8 wide
         2.0821
     """
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-        raise ValueError(f"expected resolution to be an int >= 2, got {resolution!r}")
+    check_int(resolution, "resolution", 2)
     low, high = float(bounds[0]), float(bounds[1])
     if not high > low:
         raise ValueError(f"expected bounds (low, high) with low < high, got {bounds!r}")

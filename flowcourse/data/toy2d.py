@@ -29,7 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from flowcourse.validation import check_features
+from flowcourse.validation import check_features, check_positive_float, check_positive_int
 
 __all__ = [
     "EntropyEstimate",
@@ -68,18 +68,6 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator | 
     return torch.Generator().manual_seed(generator)
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected {name} to be a positive int, got {value!r}")
-    return value
-
-
-def _check_positive_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"expected {name} to be a positive number, got {value!r}")
-    return float(value)
-
-
 class ToyDensity:
     r"""Base class: a density on :math:`\mathbb{R}^D` with an exact ``log_prob`` and ``sample``.
 
@@ -109,7 +97,7 @@ class ToyDensity:
         ``generator`` is a CPU ``torch.Generator`` or an int seed (the same seed gives
         the same points); ``None`` uses torch's global random state.
         """
-        _check_positive_int(num_samples, "num_samples")
+        check_positive_int(num_samples, "num_samples")
         samples = self._sample(num_samples, _as_generator(generator))
         return samples.to(dtype=dtype, device=device)
 
@@ -119,7 +107,7 @@ class ToyDensity:
         The negative log-likelihood of a perfect model on this data equals ``H``: the
         floor that a trained flow's test loss approaches.
         """
-        _check_positive_int(num_samples, "num_samples")
+        check_positive_int(num_samples, "num_samples")
         x = self.sample(num_samples, generator=seed, dtype=torch.float64)
         negative_log_prob = -self.log_prob(x)
         standard_error = float(negative_log_prob.std()) / math.sqrt(num_samples)
@@ -208,7 +196,7 @@ class EightGaussians(GaussianMixture):
     """
 
     def __init__(self, radius: float = 2.5, std: float = 0.25) -> None:
-        radius = _check_positive_float(radius, "radius")
+        radius = check_positive_float(radius, "radius")
         angles = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
         super().__init__(radius * torch.stack([angles.cos(), angles.sin()], 1), std)
         self.radius = radius
@@ -233,8 +221,8 @@ class TwoMoons(GaussianMixture):
     """
 
     def __init__(self, scale: float = 2.0, std: float = 0.2, components_per_moon: int = 40) -> None:
-        scale = _check_positive_float(scale, "scale")
-        count = _check_positive_int(components_per_moon, "components_per_moon")
+        scale = check_positive_float(scale, "scale")
+        count = check_positive_int(components_per_moon, "components_per_moon")
         t = torch.linspace(0, math.pi, count, dtype=torch.float64)
         upper = torch.stack([t.cos(), t.sin()], 1)
         lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], 1)
@@ -262,7 +250,7 @@ class Rings(GaussianMixture):
         std: float = 0.1,
         spacing: float = 0.15,
     ) -> None:
-        spacing = _check_positive_float(spacing, "spacing")
+        spacing = check_positive_float(spacing, "spacing")
         if not radii or any(not r > 0 for r in radii):
             raise ValueError(f"expected a non-empty tuple of positive radii, got {radii!r}")
         means = []
@@ -294,10 +282,10 @@ class Spiral(GaussianMixture):
         std: float = 0.15,
         spacing: float = 0.15,
     ) -> None:
-        arms = _check_positive_int(arms, "arms")
-        turns = _check_positive_float(turns, "turns")
-        radius = _check_positive_float(radius, "radius")
-        spacing = _check_positive_float(spacing, "spacing")
+        arms = check_positive_int(arms, "arms")
+        turns = check_positive_float(turns, "turns")
+        radius = check_positive_float(radius, "radius")
+        spacing = check_positive_float(spacing, "spacing")
         theta_start, theta_end = 0.5, 2 * math.pi * turns
         rate = radius / theta_end  # b in r = b * theta, so the arm ends at `radius`
         arc_length = 0.5 * rate * (theta_end**2 - theta_start**2)
@@ -404,8 +392,8 @@ class RotatedMixture(ToyDensity):
     """
 
     def __init__(self, features: int = 8, components: int = 2, seed: int = 0) -> None:
-        self.features = _check_positive_int(features, "features")
-        components = _check_positive_int(components, "components")
+        self.features = check_positive_int(features, "features")
+        components = check_positive_int(components, "components")
         generator = torch.Generator().manual_seed(int(seed))
 
         def uniform(low: float, high: float) -> Tensor:

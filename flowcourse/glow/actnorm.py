@@ -88,8 +88,7 @@ class ActNorm(Transform):
                 "(or load a trained state_dict)"
             )
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_channels(x, self.num_features, self)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if not bool(self.initialized):
             if not self.training:
                 self._require_initialized("forward in evaluation mode")
@@ -97,11 +96,13 @@ class ActNorm(Transform):
         z = (x - self._broadcast(self.bias, x)) * self._broadcast(self.log_scale, x).exp()
         return z, self._log_abs_det(x)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_channels(z, self.num_features, self, name="z")
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._require_initialized("inverse")
         x = z * (-self._broadcast(self.log_scale, z)).exp() + self._broadcast(self.bias, z)
         return x, -self._log_abs_det(z)
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        check_channels(x, self.num_features, self, name="z" if inverse else "x")
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, initialized={bool(self.initialized)}"

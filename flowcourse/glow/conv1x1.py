@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowcourse.core import Transform
-from flowcourse.validation import check_channels, check_positive_int
+from flowcourse.validation import check_channels, check_int, check_positive_int
 
 __all__ = ["random_rotation", "Invertible1x1Conv", "LUInvertible1x1Conv"]
 
@@ -27,7 +27,7 @@ def random_rotation(channels: int, seed: int = 0) -> Tensor:
         (True, 1.0)
     """
     channels = check_positive_int(channels, "channels")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(check_int(seed, "seed"))
     q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
     if torch.det(q) < 0:
         q[:, 0] = -q[:, 0]
@@ -76,15 +76,16 @@ class Invertible1x1Conv(Transform):
         self.channels = check_positive_int(channels, "channels")
         self.weight = nn.Parameter(random_rotation(channels, seed))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_channels(x, self.channels, self)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         log_abs_det = _pixels(x) * torch.linalg.slogdet(self.weight).logabsdet
         return _mix_channels(x, self.weight), log_abs_det.expand(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_channels(z, self.channels, self, name="z")
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         log_abs_det = -_pixels(z) * torch.linalg.slogdet(self.weight).logabsdet
         return _mix_channels(z, torch.linalg.inv(self.weight)), log_abs_det.expand(z.shape[0])
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        check_channels(x, self.channels, self, name="z" if inverse else "x")
 
     def extra_repr(self) -> str:
         return str(self.channels)
@@ -155,15 +156,16 @@ class LUInvertible1x1Conv(Transform):
         )
         return torch.linalg.solve_triangular(self.upper_triangular, l_inv_pt, upper=True)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_channels(x, self.channels, self)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         log_abs_det = _pixels(x) * self.log_abs_s.sum()
         return _mix_channels(x, self.weight), log_abs_det.expand(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_channels(z, self.channels, self, name="z")
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         log_abs_det = -_pixels(z) * self.log_abs_s.sum()
         return _mix_channels(z, self.inverse_weight), log_abs_det.expand(z.shape[0])
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        check_channels(x, self.channels, self, name="z" if inverse else "x")
 
     def extra_repr(self) -> str:
         return str(self.channels)

@@ -8,7 +8,7 @@ from flowcourse.core import Compose, Transform
 from flowcourse.coupling import AffineCoupling, MultiScale, Squeeze
 from flowcourse.glow.conv1x1 import LUInvertible1x1Conv
 from flowcourse.glow.step import CouplingFactory, GlowStep
-from flowcourse.validation import check_positive_int
+from flowcourse.validation import check_image_size, check_positive_int
 
 __all__ = ["glow_multiscale"]
 
@@ -61,7 +61,7 @@ def glow_multiscale(
     num_scales = check_positive_int(num_scales, "num_scales")
     steps_per_scale = check_positive_int(steps_per_scale, "steps_per_scale")
     hidden_channels = check_positive_int(hidden_channels, "hidden_channels")
-    height, width = _pair(image_size)
+    height, width = check_image_size(image_size)
     factor = 2**num_scales
     if height % factor or width % factor:
         raise ValueError(
@@ -83,13 +83,3 @@ def glow_multiscale(
     for k in reversed(range(num_scales)):
         model = MultiScale(level(in_channels * 2**k), inner=model)
     return model
-
-
-def _pair(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    if not (isinstance(image_size, Sequence) and len(image_size) == 2):
-        raise ValueError(f"expected image_size to be an int or (height, width), got {image_size!r}")
-    height = check_positive_int(image_size[0], "image height")
-    width = check_positive_int(image_size[1], "image width")
-    return height, width

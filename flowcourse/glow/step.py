@@ -59,6 +59,8 @@ class GlowStep(Transform):
         True
     """
 
+    container = True
+
     def __init__(
         self,
         channels: int,
@@ -86,22 +88,21 @@ class GlowStep(Transform):
         mask = channel_mask(channels, first=True)
         self.coupling = _built(coupling(mask, channels, hidden_channels), "coupling")
 
-    def _check(self, x: object, name: str) -> Tensor:
-        return check_matches_module(check_image(x, self.channels, name), self, name)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._check(x, "x")
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h, log_abs_det_actnorm = self.actnorm(x)
         u, log_abs_det_permutation = self.permutation(h)
-        z, log_abs_det_coupling = self.coupling(u)
+        z, log_abs_det_coupling = self.coupling(u, context)
         return z, log_abs_det_actnorm + log_abs_det_permutation + log_abs_det_coupling
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = self._check(z, "z")
-        u, log_abs_det_coupling = self.coupling.inverse(z)
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        u, log_abs_det_coupling = self.coupling.inverse(z, context)
         h, log_abs_det_permutation = self.permutation.inverse(u)
         x, log_abs_det_actnorm = self.actnorm.inverse(h)
         return x, log_abs_det_actnorm + log_abs_det_permutation + log_abs_det_coupling
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        name = "z" if inverse else "x"
+        check_matches_module(check_image(x, self.channels, name), self, name)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"

@@ -1,6 +1,6 @@
 r"""The planar flow of Rezende & Mohamed (2015).
 
-Taught in the chapter *IAF and variational inference*.
+Taught in the chapter *Variational inference*.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowcourse.core import Transform
-from flowcourse.validation import check_features, check_matches_module
+from flowcourse.validation import (
+    check_features,
+    check_int,
+    check_matches_module,
+    check_positive_int,
+)
 
 __all__ = ["Planar"]
 
@@ -46,7 +51,7 @@ class Planar(Transform):
     leaves the value unchanged and gives the exact implicit-function gradient, so
     ``log_prob`` can be trained and differentiated. ``seed`` fixes the initial
     :math:`u, w` (drawn from :math:`\mathcal N(0, 1/D)`); :math:`b` starts at 0.
-    Taught in the chapter *IAF and variational inference*.
+    Taught in the chapter *Variational inference*.
 
     Example:
         >>> layer = Planar(2)
@@ -58,14 +63,16 @@ class Planar(Transform):
 
     def __init__(self, features: int, seed: int = 0) -> None:
         super().__init__()
-        if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-            raise ValueError(f"expected features to be a positive int, got {features!r}")
-        self.features = features
-        generator = torch.Generator().manual_seed(seed)
+        self.features = check_positive_int(features, "features")
+        generator = torch.Generator().manual_seed(check_int(seed, "seed"))
         scale = features**-0.5
         self.u = nn.Parameter(scale * torch.randn(features, generator=generator))
         self.w = nn.Parameter(scale * torch.randn(features, generator=generator))
         self.b = nn.Parameter(torch.zeros(()))
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        name = "z" if inverse else "x"
+        check_matches_module(check_features(x, self.features, name), self, name)
 
     def w_dot_u_hat(self) -> Tensor:
         r""":math:`w^\top \hat u = m(w^\top u) = -1 + \operatorname{softplus}(w^\top u) \ge -1`.
@@ -82,16 +89,14 @@ class Planar(Transform):
         squared_norm = (self.w @ self.w).clamp_min(torch.finfo(self.w.dtype).tiny)
         return self.u + (self.w_dot_u_hat() - w_dot_u) * self.w / squared_norm
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_matches_module(check_features(z, self.features, "z"), self, "z")
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         activation = torch.tanh(z @ self.w + self.b)
         x = z + activation.unsqueeze(1) * self.u_hat()
         # 1 + u_hat^T psi(z) = 1 + (1 - tanh^2) w^T u_hat >= 0 because w^T u_hat >= -1.
         log_abs_det = torch.log1p((1 - activation**2) * self.w_dot_u_hat())
         return x, log_abs_det
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_matches_module(check_features(x, self.features), self)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         u_hat, w_dot_u_hat = self.u_hat(), self.w_dot_u_hat()
         target = x @ self.w
         alpha = self._solve_for_alpha(target, w_dot_u_hat)

@@ -1,6 +1,6 @@
 r"""The radial flow of Rezende & Mohamed (2015).
 
-Taught in the chapter *IAF and variational inference*.
+Taught in the chapter *Variational inference*.
 """
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowcourse.core import Transform
-from flowcourse.validation import check_features, check_matches_module
+from flowcourse.validation import (
+    check_features,
+    check_int,
+    check_matches_module,
+    check_positive_int,
+)
 
 __all__ = ["Radial"]
 
@@ -38,7 +43,7 @@ class Radial(Transform):
     non-negative root is computed in closed form (no iteration), and then
     :math:`z = z_0 + (x - z_0) / (1 + \beta h(\alpha, r))`. ``seed`` fixes the initial
     :math:`z_0, \tilde\alpha, \tilde\beta` (standard normal draws).
-    Taught in the chapter *IAF and variational inference*.
+    Taught in the chapter *Variational inference*.
 
     Example:
         >>> layer = Radial(2)
@@ -50,13 +55,15 @@ class Radial(Transform):
 
     def __init__(self, features: int, seed: int = 0) -> None:
         super().__init__()
-        if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-            raise ValueError(f"expected features to be a positive int, got {features!r}")
-        self.features = features
-        generator = torch.Generator().manual_seed(seed)
+        self.features = check_positive_int(features, "features")
+        generator = torch.Generator().manual_seed(check_int(seed, "seed"))
         self.center = nn.Parameter(torch.randn(features, generator=generator))
         self.raw_alpha = nn.Parameter(torch.randn((), generator=generator))
         self.raw_beta = nn.Parameter(torch.randn((), generator=generator))
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        name = "z" if inverse else "x"
+        check_matches_module(check_features(x, self.features, name), self, name)
 
     def alpha_and_beta(self) -> tuple[Tensor, Tensor]:
         r"""The constrained :math:`\alpha > 0` and :math:`\beta > -\alpha`."""
@@ -67,16 +74,14 @@ class Radial(Transform):
         h = 1 / (alpha + r)
         return (self.features - 1) * torch.log1p(beta * h) + torch.log1p(alpha * beta * h**2)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        z = check_matches_module(check_features(z, self.features, "z"), self, "z")
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         alpha, beta = self.alpha_and_beta()
         offset = z - self.center
         r = offset.norm(dim=1)
         x = z + (beta / (alpha + r)).unsqueeze(1) * offset
         return x, self._log_abs_det(r, alpha, beta)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = check_matches_module(check_features(x, self.features), self)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         alpha, beta = self.alpha_and_beta()
         offset = x - self.center
         rho = offset.norm(dim=1)
