@@ -27,10 +27,48 @@ def test_compose_sums_log_dets_and_inverts():
     assert check_log_det(flow, x)
 
 
-def test_inverse_swaps_directions():
-    x = torch.randn(4, 2, dtype=torch.float64)
-    z, _ = Inverse(Shift())(x)
-    assert torch.allclose(z, (x - 1) / 2)
+class Sinh(Transform):
+    """A non-linear test transform: z = sinh(x), log|det| = sum log cosh(x) varies with x."""
+
+    def forward(self, x, context=None):
+        return torch.sinh(x), torch.log(torch.cosh(x)).sum(dim=1)
+
+    def inverse(self, z, context=None):
+        return torch.asinh(z), -0.5 * torch.log1p(z**2).sum(dim=1)
+
+
+def autograd_log_abs_det(function, points):
+    """log|det| of the Jacobian of ``function`` (one sample at a time), by autograd."""
+    return torch.stack(
+        [
+            torch.linalg.slogdet(
+                torch.autograd.functional.jacobian(lambda v: function(v[None])[0][0], point)
+            ).logabsdet
+            for point in points
+        ]
+    )
+
+
+def test_inverse_swaps_directions_and_log_dets():
+    x = 1.5 * torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    layer, flipped = Sinh(), Inverse(Sinh())
+    # Inverse.forward is the wrapped inverse, Inverse.inverse the wrapped forward.
+    z, log_abs_det_forward = flipped(x)
+    assert torch.equal(z, torch.asinh(x))
+    y, log_abs_det_inverse = flipped.inverse(x)
+    assert torch.equal(y, layer(x)[0])
+    assert torch.equal(log_abs_det_inverse, layer(x)[1]), "Inverse.inverse: wrong log-det"
+    # A round trip through both, and the inverse's log-det at z is minus the forward's at x.
+    x_back, log_abs_det_back = flipped.inverse(z)
+    assert torch.allclose(x_back, x, atol=1e-12)
+    assert torch.allclose(log_abs_det_back, -log_abs_det_forward, atol=1e-12)
+    # Both log-dets against autograd; the map is not volume-preserving, so this can fail.
+    assert log_abs_det_inverse.std() > 0.1
+    for direction, log_abs_det in (
+        (flipped.forward, log_abs_det_forward),
+        (flipped.inverse, log_abs_det_inverse),
+    ):
+        assert torch.allclose(log_abs_det, autograd_log_abs_det(direction, x), atol=1e-10)
 
 
 def test_flow_log_prob_normalised_and_consistent_with_sampling():

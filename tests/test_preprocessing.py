@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowcourse import io
 from flowcourse.checks import check_invertible, check_log_det
 from flowcourse.core import Compose, Flow, Inverse, StandardNormal
 from flowcourse.preprocessing import (
@@ -63,14 +64,32 @@ def test_logit_log_det_in_float32():
     assert check_log_det(logit, y, atol=1e-4)
 
 
-def test_logit_state_dict_and_modes():
-    logit = LogitTransform(alpha=0.1)
+def test_logit_alpha_is_saved_and_restored(tmp_path):
+    """alpha is state: a transform loaded from a state_dict or a checkpoint uses the saved one."""
+    saved = LogitTransform(alpha=0.2)
     y = uniform_inside((5, 3), seed=1)
-    copy = LogitTransform(alpha=0.1)
-    copy.load_state_dict(logit.state_dict())
-    assert torch.equal(logit(y)[1], copy(y)[1])
-    assert torch.equal(logit.train()(y)[1], logit.eval()(y)[1])
-    assert "alpha=0.1" in repr(logit)
+    assert float(saved.state_dict()["alpha"]) == 0.2
+    fresh = LogitTransform()  # the default margin, 0.05
+    fresh.load_state_dict(saved.state_dict())
+    assert float(fresh.alpha) == 0.2 and "alpha=0.2" in repr(fresh)
+    for direction, points in (("forward", y), ("inverse", 3 * y - 1)):
+        expected = getattr(saved, direction)(points)
+        got = getattr(fresh, direction)(points)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    # Through flowcourse.io, inside a flow, into a flow built with the default alpha.
+    flow = Flow(Compose(LogitTransform(alpha=0.2)), StandardNormal(3)).double()
+    io.save(flow, tmp_path / "logit.pt")
+    target = Flow(Compose(LogitTransform()), StandardNormal(3)).double()
+    loaded = io.load(tmp_path / "logit.pt", flow=target)
+    assert float(loaded.transform[0].alpha) == 0.2
+    assert torch.equal(loaded.log_prob(y), flow.log_prob(y))
+    # The change of margin is visible: alpha = 0.05 gives another density.
+    default = Flow(Compose(LogitTransform()), StandardNormal(3)).double()
+    assert (default.log_prob(y) - flow.log_prob(y)).abs().min() > 1e-3
+    # float64 data sees alpha to every digit whatever the default dtype.
+    assert saved.alpha.dtype == torch.float64
+    assert DequantizeLogit(17, alpha=0.2).logit.state_dict()["alpha"] == 0.2
+    assert "alpha=0.2" in repr(DequantizeLogit(17, alpha=0.2))
 
 
 @pytest.mark.parametrize(

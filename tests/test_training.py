@@ -115,9 +115,41 @@ def test_max_steps_stops_mid_epoch():
     assert history.steps == 15 and len(history.train_loss) == 2
 
 
-def test_data_is_converted_to_the_flows_dtype():
-    history = quick_fit(affine_flow(dtype=torch.float64), gaussian_data(64).float(), epochs=1)
-    assert math.isfinite(history.train_loss[0])
+class Spy(Transform):
+    """The identity, recording the dtype and the values of every batch it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, context=None):
+        self.seen.append(x.detach().clone())
+        return x, x.new_zeros(len(x))
+
+    def inverse(self, z, context=None):
+        return z, z.new_zeros(len(z))
+
+
+@pytest.mark.parametrize(
+    ("flow_dtype", "data_dtype"), [(torch.float64, torch.float32), (torch.float32, torch.float64)]
+)
+def test_data_is_converted_to_the_flows_dtype(flow_dtype, data_dtype):
+    """The flow keeps its dtype and sees every batch (training and validation) in it."""
+    spy = Spy()
+    flow = Flow(Compose(spy, ElementwiseAffine((2,))), StandardNormal(2)).to(flow_dtype)
+    data, validation = gaussian_data(64).to(data_dtype), gaussian_data(16, seed=1).to(data_dtype)
+    quick_fit(flow, data, validation_data=validation, epochs=1)
+    kept = {p.dtype for p in flow.parameters()}
+    assert kept == {flow_dtype}, f"fit changed the flow from {flow_dtype} to {kept}"
+    seen = {batch.dtype for batch in spy.seen}
+    assert seen == {flow_dtype}, f"the {flow_dtype} flow was given batches of {seen}"
+    # The values too: the training batches hold the data (shuffled), then the validation set.
+    seen = torch.cat(spy.seen)
+    assert len(seen) == 64 + 16
+    order = seen[:64, 0].argsort()
+    expected = data.to(flow_dtype)
+    assert torch.equal(seen[:64][order], expected[expected[:, 0].argsort()])
+    assert torch.equal(seen[64:], validation.to(flow_dtype))
 
 
 def test_images_with_fresh_dequantisation_noise_and_bits_per_dim():
@@ -184,7 +216,7 @@ def test_progress_bar_shows_the_unit(capsys):
         ({"validation_data": torch.full((4, 2), math.inf)}, ValueError, "to be finite"),
         ({"patience": 2}, ValueError, "expected validation_data when patience"),
         ({"epochs": 0}, ValueError, "expected epochs"),
-        ({"batch_size": 2.5}, ValueError, "expected batch_size"),
+        ({"batch_size": 2.5}, TypeError, "expected batch_size"),
         ({"learning_rate": -1.0}, ValueError, "expected learning_rate"),
         ({"max_grad_norm": 0.0}, ValueError, "expected max_grad_norm"),
         ({"preprocess": "dequantize"}, TypeError, "expected preprocess"),
