@@ -60,6 +60,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flowcourse.core import Transform
+from flowcourse.dequantisation import FlowWithDequantizer as FlowWithDequantizer
+from flowcourse.dequantisation import UniformDequantizer as UniformDequantizer
+from flowcourse.dequantisation import VariationalDequantizer as VariationalDequantizer
+from flowcourse.dequantisation import check_levels, check_num_levels
 from flowcourse.validation import check_tensor
 
 __all__ = [
@@ -70,14 +74,12 @@ __all__ = [
     "bits_per_dim_from_logit",
     "Dequantize",
     "DequantizeLogit",
+    "VariationalDequantizeLogit",
     "evaluate_bits_per_dim",
 ]
 
 
-def _check_num_levels(num_levels: object) -> int:
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-        raise ValueError(f"expected num_levels to be an int >= 2, got {num_levels!r}")
-    return num_levels
+_check_num_levels = check_num_levels
 
 
 def _check_batched(x: object, name: str) -> Tensor:
@@ -103,22 +105,7 @@ def dequantize(levels: Tensor, num_levels: int, generator: torch.Generator | Non
         >>> bool(0.75 <= y <= 1.0)
         True
     """
-    num_levels = _check_num_levels(num_levels)
-    if not isinstance(levels, Tensor):
-        raise TypeError(f"expected levels to be a torch.Tensor, got {type(levels).__name__}")
-    if not levels.is_floating_point():
-        levels = levels.to(torch.get_default_dtype())
-    levels = check_tensor(levels, "levels")
-    if levels.numel() and (
-        bool((levels != levels.round()).any())
-        or float(levels.min()) < 0
-        or float(levels.max()) > num_levels - 1
-    ):
-        raise ValueError(
-            f"expected levels to be integers in [0, {num_levels - 1}], got values in "
-            f"[{float(levels.min()):g}, {float(levels.max()):g}]"
-            + ("" if bool((levels == levels.round()).all()) else " that are not all integers")
-        )
+    levels = check_levels(levels, num_levels)
     noise = torch.rand(levels.shape, generator=generator, dtype=levels.dtype, device=levels.device)
     return (levels + noise) / num_levels
 
@@ -157,6 +144,11 @@ class LogitTransform(Transform):
     :math:`[0, 1]` (outside :math:`(0, 1)` when :math:`\alpha = 0`). From Dinh et al. 2017
     (RealNVP), who use :math:`\alpha = 0.05`; taught in the chapter *RealNVP*.
 
+    :math:`\alpha` is a float64 buffer, not a plain attribute: ``state_dict``,
+    :func:`flowcourse.io.save` and :func:`flowcourse.io.load` carry it, so a loaded
+    transform uses the margin it was trained with (``.to(dtype)`` converts it like any
+    buffer).
+
     Example:
         >>> logit = LogitTransform(alpha=0.05)
         >>> s, log_abs_det = logit(torch.tensor([[0.5, 0.5]]))
@@ -168,33 +160,36 @@ class LogitTransform(Transform):
         super().__init__()
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 0.5:
             raise ValueError(f"expected alpha in [0, 0.5), got {alpha!r}")
-        self.alpha = float(alpha)
+        # float64 whatever the default dtype: float64 data sees alpha to every digit.
+        self.register_buffer("alpha", torch.tensor(float(alpha), dtype=torch.float64))
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         y = _check_batched(y, "y")
+        alpha = float(self.alpha)
         if y.numel():
             low, high = float(y.detach().min()), float(y.detach().max())
-            outside = low <= 0 or high >= 1 if self.alpha == 0 else low < 0 or high > 1
+            outside = low <= 0 or high >= 1 if alpha == 0 else low < 0 or high > 1
             if outside:
-                interval = "(0, 1)" if self.alpha == 0 else "[0, 1]"
+                interval = "(0, 1)" if alpha == 0 else "[0, 1]"
                 raise ValueError(
                     f"expected y in {interval} (dequantised data, see dequantize), "
                     f"got values in [{low:g}, {high:g}]"
                 )
-        p = self.alpha + (1 - 2 * self.alpha) * y
+        p = alpha + (1 - 2 * alpha) * y
         s = torch.log(p) - torch.log1p(-p)
-        log_slope = math.log1p(-2 * self.alpha) - torch.log(p) - torch.log1p(-p)
+        log_slope = math.log1p(-2 * alpha) - torch.log(p) - torch.log1p(-p)
         return s, log_slope.reshape(len(y), -1).sum(dim=1)
 
     def inverse(self, s: Tensor) -> tuple[Tensor, Tensor]:
         s = _check_batched(s, "s")
-        y = (torch.sigmoid(s) - self.alpha) / (1 - 2 * self.alpha)
+        alpha = float(self.alpha)
+        y = (torch.sigmoid(s) - alpha) / (1 - 2 * alpha)
         # log sigma(s) + log sigma(-s) = -softplus(-s) - softplus(s), stable for large |s|.
-        log_slope = -F.softplus(-s) - F.softplus(s) - math.log1p(-2 * self.alpha)
+        log_slope = -F.softplus(-s) - F.softplus(s) - math.log1p(-2 * alpha)
         return y, log_slope.reshape(len(s), -1).sum(dim=1)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return f"alpha={float(self.alpha)}"
 
 
 def bits_per_dim(log_prob_y_nats: Tensor | float, num_dims: int, num_levels: int) -> Tensor | float:
@@ -302,13 +297,72 @@ class DequantizeLogit:
         return quantize(y, self.num_levels)
 
     def __repr__(self) -> str:
-        return f"DequantizeLogit(num_levels={self.num_levels}, alpha={self.logit.alpha})"
+        return f"DequantizeLogit(num_levels={self.num_levels}, alpha={float(self.logit.alpha)})"
+
+
+class VariationalDequantizeLogit(DequantizeLogit):
+    r"""Like :class:`DequantizeLogit`, with the noise drawn from a dequantiser :math:`q(u \mid k)`.
+
+    ``VariationalDequantizeLogit(dequantizer, alpha)(levels, generator)`` draws
+    ``u, log_q = dequantizer.sample_and_log_prob(levels, generator)``, sets
+    :math:`y = (k + u)/L` and returns ``(s, log_abs_det - log_q)``, with ``s`` and
+    ``log_abs_det`` from :class:`LogitTransform`. Then ``flow.log_prob(s)`` plus the second
+    output is :math:`\log p_Y(y) - \log q(u \mid k)`, and everything that turns
+    :math:`\log p_Y(y)` into bits/dim (:func:`bits_per_dim`, :func:`evaluate_bits_per_dim`,
+    ``fit(..., num_levels=L)``) now gives the variational bound of Ho et al. (2019),
+
+    .. math::
+
+        \text{bits/dim} \;\le\; -\frac{\mathbb{E}_{u \sim q}\big[\log p_Y(y) - \log q(u \mid k)\big]
+        - D \log L}{D \ln 2}.
+
+    With a :class:`~flowcourse.dequantisation.UniformDequantizer` it returns exactly what
+    :class:`DequantizeLogit` returns (:math:`\log q = 0`, the same noise). To train a
+    :class:`~flowcourse.dequantisation.VariationalDequantizer` with the flow, give
+    :func:`flowcourse.training.fit` a
+    :class:`~flowcourse.dequantisation.FlowWithDequantizer`. Taught in the chapter
+    *RealNVP*.
+
+    Example:
+        >>> levels = torch.randint(0, 17, (2, 1, 8, 8)).float()
+        >>> uniform = VariationalDequantizeLogit(UniformDequantizer(17))
+        >>> s, log_abs_det = uniform(levels, torch.Generator().manual_seed(0))
+        >>> s_old, log_abs_det_old = DequantizeLogit(17)(levels, torch.Generator().manual_seed(0))
+        >>> torch.equal(s, s_old) and torch.equal(log_abs_det, log_abs_det_old)
+        True
+    """
+
+    def __init__(
+        self, dequantizer: UniformDequantizer | VariationalDequantizer, alpha: float = 0.05
+    ) -> None:
+        if not hasattr(dequantizer, "sample_and_log_prob") or not hasattr(
+            dequantizer, "num_levels"
+        ):
+            raise TypeError(
+                "expected dequantizer to be a UniformDequantizer or VariationalDequantizer, "
+                f"got {type(dequantizer).__name__}"
+            )
+        super().__init__(dequantizer.num_levels, alpha)
+        self.dequantizer = dequantizer
+
+    def __call__(
+        self, levels: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        u, log_q = self.dequantizer.sample_and_log_prob(levels, generator)
+        s, log_abs_det = self.logit((levels.to(u.dtype) + u) / self.num_levels)
+        return s, log_abs_det - log_q
+
+    def __repr__(self) -> str:
+        return (
+            f"VariationalDequantizeLogit({type(self.dequantizer).__name__}, "
+            f"alpha={float(self.logit.alpha)})"
+        )
 
 
 def evaluate_bits_per_dim(
     flow: Callable[[Tensor], Tensor] | object,
     levels: Tensor,
-    preprocess: Dequantize | DequantizeLogit,
+    preprocess: Dequantize | DequantizeLogit | VariationalDequantizeLogit,
     draws: int = 4,
     seed: int = 123,
 ) -> float:
@@ -319,7 +373,9 @@ def evaluate_bits_per_dim(
     :func:`bits_per_dim`. The mean is an upper bound on the discrete bits/dim (Jensen);
     a fixed ``seed`` makes numbers from different models comparable. ``flow`` is a flow or
     any function from inputs to log-densities in nats. This is the protocol of every
-    digits number in the book (chapters *RealNVP*, *Glow*, *MAF*).
+    digits number in the book (chapters *RealNVP*, *Glow*, *MAF*). With a
+    :class:`VariationalDequantizeLogit` the inputs come with :math:`-\log q(u \mid k)`
+    and the number is the variational bound: one function for both bounds.
 
     Example:
         >>> uniform = lambda y: torch.zeros(len(y))  # the uniform density on (0, 1)^D
