@@ -7,12 +7,22 @@ JavaScript ran. The DOM must show typeset math, rendered widgets and no tracebac
 page must not have asked the server for a file it lacks. Static checks of the built HTML
 (no asset from the network, the Colab button opening the chapter's ``.ipynb``) run even
 without Chromium.
+
+The window is 1280 px wide, a common laptop's. The server adds a script to every page it
+serves (:data:`LAYOUT_PROBE`) that opens every collapsed block, measures every code block
+and printed output (``div.cell_input pre``, ``div.highlight pre``, ``div.cell_output pre``)
+and reports each one whose ``scrollWidth`` exceeds its ``clientWidth`` (it would scroll
+sideways), and clicks the article header's "Contents" button: the page's table of
+contents must be reachable, beside the article or from that button. Only these checks::
+
+    .venv/bin/pytest tests/test_browser.py -m browser -k "fits or contents"
 """
 
 from __future__ import annotations
 
 import functools
 import html.parser
+import json
 import os
 import re
 import shutil
@@ -54,6 +64,60 @@ CHROMIUM_FLAGS = (
 )
 CHROMIUM_TIMEOUT_S = 120
 IGNORED_MISSING = {"/favicon.ico"}  # asked for by the browser itself, not by the page
+SCROLL_TOLERANCE_PX = 1  # sub-pixel rounding
+
+#: Added before ``</body>`` of every page served: after the page's own scripts ran, it
+#: measures what would scroll sideways and tries the table of contents, and leaves a JSON
+#: report in ``<script id="flowcourse-layout-report">`` for the DOM dump.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const closed = Array.from(document.querySelectorAll("details:not([open])"));
+  closed.forEach((details) => { details.open = true; });
+  const cells = Array.from(document.querySelectorAll("div.cell"));
+  const selector = "div.cell_input pre, div.highlight pre, div.cell_output pre";
+  const overflowing = [];
+  document.querySelectorAll(selector).forEach((pre) => {
+    if (pre.offsetParent === null || pre.scrollWidth <= pre.clientWidth + TOLERANCE) return;
+    const cell = pre.closest("div.cell");
+    const section = pre.closest("section");
+    const heading = section && section.querySelector("h1, h2, h3, h4");
+    const lines = pre.textContent.split("\\n");
+    overflowing.push({
+      where: (cell ? "code cell " + (cells.indexOf(cell) + 1) + " of " + cells.length
+                     + (pre.closest("div.cell_output") ? ", its output" : ", its code")
+                   : "a code block")
+             + (heading ? " under '" + heading.textContent.replace(/#$/, "").trim() + "'" : ""),
+      scrollWidth: pre.scrollWidth,
+      clientWidth: pre.clientWidth,
+      line: lines.reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 140),
+    });
+  });
+  closed.forEach((details) => { details.open = false; });
+  const tocLinks = document.querySelectorAll("#pst-secondary-sidebar nav.page-toc a").length;
+  const sidebar = document.getElementById("pst-secondary-sidebar");
+  const dialog = document.getElementById("pst-secondary-sidebar-modal");
+  const button = Array.from(document.querySelectorAll(".bd-header-article .secondary-toggle"))
+    .find((element) => element.offsetParent !== null);
+  const toc = {links: tocLinks, beside: !!sidebar && sidebar.offsetParent !== null,
+               button: !!button, opened: false, dialogLinks: 0};
+  if (button && !toc.beside && dialog) {
+    button.click();
+    toc.opened = dialog.open;
+    toc.dialogLinks = dialog.querySelectorAll("nav.page-toc a").length;
+    if (dialog.open) dialog.close();
+  }
+  const report = document.createElement("script");
+  report.type = "application/json";
+  report.id = "flowcourse-layout-report";
+  report.textContent = JSON.stringify({width: window.innerWidth, overflowing, toc})
+    .replace(/</g, "\\u003c");
+  document.body.appendChild(report);
+}, 1000));
+</script>
+""".replace("TOLERANCE", str(SCROLL_TOLERANCE_PX))
+LAYOUT_REPORT = re.compile(
+    r'<script type="application/json" id="flowcourse-layout-report">(.*?)</script>', re.DOTALL
+)
 
 # Text that must not survive rendering: a traceback, raw ANSI escapes, TeX delimiters.
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
@@ -150,15 +214,32 @@ def widget_problems(built: str, dom: str) -> list[str]:
 
 @dataclass
 class LoopbackServer:
-    """Serves ``directory`` on 127.0.0.1 and records every request's path and status."""
+    """Serves ``directory`` on 127.0.0.1 and records every request's path and status;
+    adds ``inject`` before ``</body>`` of every HTML page it serves."""
 
     directory: Path
     requests: list[tuple[str, int]] = field(default_factory=list)
+    inject: str = ""
 
     def __post_init__(self) -> None:
         requests = self.requests
+        inject = self.inject
+        directory = self.directory
 
         class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = directory / unquote(urlsplit(self.path).path).lstrip("/")
+                if not (inject and path.suffix == ".html" and path.is_file()):
+                    super().do_GET()
+                    return
+                body = path.read_text(encoding="utf-8").replace("</body>", inject + "</body>", 1)
+                data = body.encode("utf-8")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 requests.append((urlsplit(self.path).path, int(code)))
 
@@ -202,9 +283,50 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server(site: Path) -> Iterator[LoopbackServer]:
-    loopback = LoopbackServer(site)
+    loopback = LoopbackServer(site, inject=LAYOUT_PROBE)
     yield loopback
     loopback.close()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One page as Chromium showed it: the DOM, the files it asked for in vain, the
+    screenshot, and the layout probe's report."""
+
+    dom: str
+    missing: list[str]
+    screenshot: Path
+
+    def layout(self) -> dict:
+        match = LAYOUT_REPORT.search(self.dom)
+        if not match:
+            pytest.fail(f"the layout probe left no report (screenshot: {self.screenshot})")
+        return json.loads(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def rendered(site: Path, chromium: str, server: LoopbackServer):
+    """``rendered(page)``: the page opened once in Chromium, shared by the tests."""
+    pages: dict[str, Rendered] = {}
+
+    def open_page(page: str) -> Rendered:
+        if page not in pages:
+            built_path = site / f"{page}.html"
+            assert built_path.exists(), f"expected {built_path} for the _toc.yml entry {page}"
+            url = urljoin(server.url, f"{page}.html")
+            with urllib.request.urlopen(url) as response:
+                assert response.status == 200, f"expected HTTP 200 for {url}"
+            already_logged = len(server.requests)
+            screenshot = SCREENSHOTS / f"{Path(page).name}.png"
+            dom = render(chromium, url, screenshot)
+            missing = sorted(
+                {path for path, status in server.requests[already_logged:] if status >= 400}
+                - IGNORED_MISSING
+            )
+            pages[page] = Rendered(dom, missing, screenshot)
+        return pages[page]
+
+    return open_page
 
 
 def render(chromium: str, url: str, screenshot: Path) -> str:
@@ -230,24 +352,10 @@ def render(chromium: str, url: str, screenshot: Path) -> str:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_renders_in_chromium(
-    page: str, site: Path, chromium: str, server: LoopbackServer
-) -> None:
-    built_path = site / f"{page}.html"
-    assert built_path.exists(), f"expected {built_path} for the _toc.yml entry {page}"
-    url = urljoin(server.url, f"{page}.html")
-    with urllib.request.urlopen(url) as response:
-        assert response.status == 200, f"expected HTTP 200 for {url}, got {response.status}"
-
-    already_logged = len(server.requests)
-    screenshot = SCREENSHOTS / f"{Path(page).name}.png"
-    dom = render(chromium, url, screenshot)
-    missing = sorted(
-        {path for path, status in server.requests[already_logged:] if status >= 400}
-        - IGNORED_MISSING
-    )
-
-    built = built_path.read_text(encoding="utf-8")
+def test_page_renders_in_chromium(page: str, site: Path, rendered) -> None:
+    shown = rendered(page)
+    dom, missing, screenshot = shown.dom, shown.missing, shown.screenshot
+    built = (site / f"{page}.html").read_text(encoding="utf-8")
     problems = [f"the page asked the server for missing files: {missing}"] if missing else []
     problems += [
         *math_problems(built, dom),
@@ -256,6 +364,49 @@ def test_page_renders_in_chromium(
     ]
     assert screenshot.stat().st_size > 0, f"expected a screenshot in {screenshot}"
     assert not problems, f"{page} (screenshot: {screenshot}):\n" + "\n".join(problems)
+
+
+def scroll_problems(report: dict) -> list[str]:
+    """The code blocks and outputs of a layout ``report`` that scroll sideways."""
+    return [
+        f"{item['where']}: scrollWidth {item['scrollWidth']} px > clientWidth "
+        f"{item['clientWidth']} px; its longest line: {item['line']!r}"
+        for item in report["overflowing"]
+    ]
+
+
+def toc_problems(report: dict) -> list[str]:
+    """Whether a reader can reach the page's table of contents (if it has one)."""
+    toc = report["toc"]
+    if not toc["links"] or toc["beside"]:
+        return []
+    if not toc["button"]:
+        return ["the table of contents is hidden and no Contents button is shown"]
+    if not (toc["opened"] and toc["dialogLinks"]):
+        return [
+            "the Contents button in the article header did not open the table of contents "
+            f"(dialog open: {toc['opened']}, links in it: {toc['dialogLinks']})"
+        ]
+    return []
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_code_fits_the_page(page: str, rendered) -> None:
+    shown = rendered(page)
+    report = shown.layout()
+    problems = scroll_problems(report)
+    assert not problems, (
+        f"{page} at a window {report['width']} px wide: {len(problems)} code blocks or "
+        f"outputs scroll sideways (screenshot: {shown.screenshot}). Shorten the lines "
+        "(100 characters at most) or see book/_static/flowcourse.css:\n" + "\n".join(problems)
+    )
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_contents_button_opens_the_table_of_contents(page: str, rendered) -> None:
+    report = rendered(page).layout()
+    problems = toc_problems(report)
+    assert not problems, f"{page} at a window {report['width']} px wide: " + "; ".join(problems)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -318,6 +469,31 @@ def test_math_and_widget_checks_fail_when_nothing_rendered() -> None:
         "expected 1 rendered widgets (class jupyter-widgets), got 0"
     ]
     assert widget_problems(view, '<div class="lm-Widget jupyter-widgets widget-slider">') == []
+
+
+def test_layout_checks_report_scrolling_code_and_an_unreachable_toc() -> None:
+    wide = {
+        "where": "code cell 3 of 9, its code",
+        "scrollWidth": 816,
+        "clientWidth": 672,
+        "line": "x = 1",
+    }
+    toc = {"links": 5, "beside": False, "button": True, "opened": True, "dialogLinks": 5}
+    assert scroll_problems({"overflowing": [], "toc": toc}) == []
+    assert scroll_problems({"overflowing": [wide], "toc": toc}) == [
+        "code cell 3 of 9, its code: scrollWidth 816 px > clientWidth 672 px; "
+        "its longest line: 'x = 1'"
+    ]
+    assert toc_problems({"toc": toc}) == []
+    assert toc_problems({"toc": toc | {"links": 0, "button": False}}) == []
+    assert toc_problems({"toc": toc | {"beside": True, "opened": False}}) == []
+    assert toc_problems({"toc": toc | {"button": False}}) == [
+        "the table of contents is hidden and no Contents button is shown"
+    ]
+    assert toc_problems({"toc": toc | {"opened": False, "dialogLinks": 0}}) == [
+        "the Contents button in the article header did not open the table of contents "
+        "(dialog open: False, links in it: 0)"
+    ]
 
 
 def test_toc_pages_include_the_root() -> None:

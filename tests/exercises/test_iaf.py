@@ -10,38 +10,6 @@ from tests.exercises.contract import contract_tests
 SEEDS = (0, 1, 2)
 
 
-# --- iaf.planar_u_hat ---------------------------------------------------------------------
-
-
-def planar_u_hat(u, w):
-    """The book's solution."""
-    w_dot_u = w @ u
-    return u + (F.softplus(w_dot_u) - 1 - w_dot_u) * w / (w @ w)
-
-
-def planar_stub(u, w):
-    raise NotImplementedError("iaf.planar_u_hat: your formula")
-
-
-def forgot_minus_one(u, w):  # m(a) = softplus(a)
-    w_dot_u = w @ u
-    return u + (F.softplus(w_dot_u) - w_dot_u) * w / (w @ w)
-
-
-def unit_w(u, w):  # divides by |w| instead of |w|^2
-    w_dot_u = w @ u
-    return u + (F.softplus(w_dot_u) - 1 - w_dot_u) * w / w.norm()
-
-
-def only_when_violated(u, w):  # corrects u only if w^T u < -1
-    return planar_u_hat(u, w) if float(w @ u) < -1 else u
-
-
-def clamp_slope(u, w):  # moves w^T u to -1 exactly when it is below
-    w_dot_u = w @ u
-    return u + (torch.clamp(w_dot_u, min=-1) - w_dot_u) * w / (w @ w)
-
-
 # --- iaf.gated_step -----------------------------------------------------------------------
 
 
@@ -111,94 +79,12 @@ class GatedIdentity(MyGatedStep):
         return x, x.new_zeros(len(x))
 
 
-# --- iaf.radial_sampler -------------------------------------------------------------------
-
-
-class MyRadial(Transform):
-    """The book's solution."""
-
-    def __init__(self, center, alpha, beta):
-        super().__init__()
-        self.center, self.alpha, self.beta = center, alpha, beta
-
-    def parts(self, z):
-        v = z - self.center
-        r = v.norm(dim=1)
-        return v, r, 1 / (self.alpha + r)
-
-    def inverse(self, z):
-        v, r, h = self.parts(z)
-        x = z + (self.beta * h)[:, None] * v
-        D = z.shape[1]
-        log_abs_det = (D - 1) * torch.log1p(self.beta * h) + torch.log1p(
-            self.beta * h - self.beta * h**2 * r
-        )
-        return x, log_abs_det
-
-    def forward(self, x):
-        raise NotImplementedError("the density direction is not asked for")
-
-
-class RadialStub(MyRadial):
-    def inverse(self, z):
-        raise NotImplementedError("iaf.radial_sampler: write inverse")
-
-
-class RadialMissingMultiplicity(MyRadial):  # (D - 1) forgotten
-    def inverse(self, z):
-        x, _ = super().inverse(z)
-        _, r, h = self.parts(z)
-        return x, torch.log1p(self.beta * h) + torch.log1p(self.beta * h - self.beta * h**2 * r)
-
-
-class RadialWrongDerivative(MyRadial):  # h' = +h^2
-    def inverse(self, z):
-        x, _ = super().inverse(z)
-        _, r, h = self.parts(z)
-        D = z.shape[1]
-        return x, (D - 1) * torch.log1p(self.beta * h) + torch.log1p(
-            self.beta * h + self.beta * h**2 * r
-        )
-
-
-class RadialSquaredDistance(MyRadial):  # r = |z - z0|^2
-    def parts(self, z):
-        v = z - self.center
-        r = (v**2).sum(dim=1)
-        return v, r, 1 / (self.alpha + r)
-
-
-class RadialIdentity(MyRadial):
-    def inverse(self, z):
-        return z, z.new_zeros(len(z))
-
-
 # --- tests --------------------------------------------------------------------------------
 
-CORRECT = {
-    "iaf.planar_u_hat": planar_u_hat,
-    "iaf.gated_step": MyGatedStep,
-    "iaf.radial_sampler": MyRadial,
-}
-STUBS = {
-    "iaf.planar_u_hat": [planar_stub, None],
-    "iaf.gated_step": [GatedStub, ...],
-    "iaf.radial_sampler": [RadialStub, None],
-}
-WRONG = {
-    "iaf.planar_u_hat": [forgot_minus_one, unit_w, only_when_violated, clamp_slope],
-    "iaf.gated_step": [ChunksSwapped, GateOnProposal, ForwardLogDetSign, OnePassForward],
-    "iaf.radial_sampler": [
-        RadialMissingMultiplicity,
-        RadialWrongDerivative,
-        RadialSquaredDistance,
-    ],
-}
-TRIVIAL = {
-    "iaf.planar_u_hat": [lambda u, w: u, lambda u, w: torch.zeros_like(u), lambda u, w: w],
-    "iaf.gated_step": [GatedIdentity],
-    "iaf.radial_sampler": [RadialIdentity],
-}
+CORRECT = {"iaf.gated_step": MyGatedStep}
+STUBS = {"iaf.gated_step": [GatedStub, ...]}
+WRONG = {"iaf.gated_step": [ChunksSwapped, GateOnProposal, ForwardLogDetSign, OnePassForward]}
+TRIVIAL = {"iaf.gated_step": [GatedIdentity]}
 
 
 (
@@ -209,11 +95,6 @@ TRIVIAL = {
 ) = contract_tests(CORRECT, STUBS, WRONG, TRIVIAL)
 
 
-def test_correcting_only_violations_earns_half_of_planar():
-    score = grade_answer("iaf.planar_u_hat", only_when_violated, seed=3)
-    assert score.points == 1, score.report()
-
-
 def test_the_gated_log_det_earns_points_only_with_the_values():
     class LogDetOnly(GatedIdentity):
         def inverse(self, z):
@@ -222,24 +103,6 @@ def test_the_gated_log_det_earns_points_only_with_the_values():
 
     score = grade_answer("iaf.gated_step", LogDetOnly, seed=0)
     assert score.points == 0, score.report()
-
-
-def test_a_wrong_constructor_signature_is_reported():
-    class NoArguments(Transform):
-        def __init__(self):
-            super().__init__()
-
-    score = grade_answer("iaf.radial_sampler", NoArguments, seed=0)
-    assert score.points == 0
-    assert "MyRadial(center, alpha, beta) raised" in score.report()
-
-
-def test_the_radial_parameters_are_invertible_and_far_from_the_identity():
-    for seed in range(20):
-        generator = torch.Generator().manual_seed(seed)
-        inputs = question("iaf.radial_sampler").make_inputs(generator)
-        assert inputs["alpha"] > 0 and inputs["beta"] > -inputs["alpha"]
-        assert abs(inputs["beta"]) >= 0.3 - 1e-12
 
 
 def test_the_protected_objects_exist():
