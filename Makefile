@@ -89,10 +89,14 @@ release-check: $(STAMP)
 checkpoints: $(STAMP)
 	for script in scripts/train_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-# Speed against zuko, nflows and normflows in one run (not part of make test).
+# Speed against zuko, nflows and normflows (not part of make test): the full grid takes
+# about 20-30 min on 2 quiet CPU cores and writes benchmarks/results.json (read by
+# book/results.md) and benchmarks/results.md. Options go through BENCHMARK_ARGS, e.g.
+# make benchmark BENCHMARK_ARGS=--quick, or BENCHMARK_ARGS="--device cuda" on a GPU.
+BENCHMARK_ARGS ?=
 benchmark: $(STAMP)
 	$(BIN)/pip install -q -r requirements-bench.txt
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCHMARK_ARGS)
 
 clean:
 	rm -rf _build book/_vendor

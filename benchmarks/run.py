@@ -1,456 +1,305 @@
-"""Time flowcourse against zuko, nflows and normflows on the same models.
+"""Time flowcourse against zuko, nflows and normflows on matched models; write JSON.
 
-For every model (MAF with 5 layers, a RealNVP of 6 affine couplings; conditioners with
-two hidden layers of 64 units), every dimension ``D`` and every library, it times
+For every model (MAF, RealNVP, NICE, IAF; see ``benchmarks/libraries.py``), dimension
+``D``, conditioner width, batch size and number of CPU threads, it times three
+operations in every library, interleaved in a shuffled order within each repeat, on
+the same data in the same process, and keeps the median (and quartiles) of the
+repeats after a warm-up:
 
-* ``log_prob`` forward + backward on a batch (what one training step costs), and
-* ``sample`` of a batch (no gradient),
+* ``train_step``: ``-log_prob(x).mean()``, backward, an Adam step;
+* ``log_prob``: scoring the batch without gradients;
+* ``sample``: drawing a batch without gradients.
 
-takes the median over repeats, and prints a table of absolute times and ratios
-relative to flowcourse (``2.0x`` = twice as slow as flowcourse). The libraries take
-turns inside each repeat, in a shuffled order, so a noisy neighbour on the machine
-slows them all alike. The table also goes to ``benchmarks/results.md`` with the
-machine and the date.
+MAF's ``log_prob`` is also timed for the *MLP floor* (the same arithmetic without the
+masks). The results, with the machine, versions, date and commit, go to a JSON file
+(``--out``) that ``benchmarks/report.py`` turns into tables and a plot, and the book's
+results page reads.
 
-Run it with ``make benchmark`` or ``.venv/bin/python benchmarks/run.py`` after
-``.venv/bin/pip install -r requirements-bench.txt``; a library that is not installed is
-skipped with a note.
+Run it with ``make benchmark`` (the full grid, about half an hour on 2 CPU cores: see
+``benchmarks/README.md``), ``.venv/bin/python benchmarks/run.py --quick`` (a smoke run
+of a minute), or ``--estimate`` to time one round of every cell and print how long the
+full run would take.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import random
-import statistics
+import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 
-__all__ = ["Model", "build", "main"]
-
-NUM_MAF_LAYERS = 5
-NUM_COUPLING_LAYERS = 6
-HIDDEN_FEATURES = 64  # two hidden layers of this width in every conditioner
-
-
-@dataclass
-class Model:
-    """A library's model reduced to the two calls the benchmark times."""
-
-    module: nn.Module
-    log_prob: Callable[[Tensor], Tensor]
-    sample: Callable[[int], Tensor]
-
-
-# ---------------------------------------------------------------------------- flowcourse
-
-
-def _flowcourse(kind: str, features: int) -> Model:
-    from flowcourse import models
-
-    if kind == "MAF":
-        flow = models.maf(
-            features=features, num_layers=NUM_MAF_LAYERS, hidden_features=HIDDEN_FEATURES
-        )
-    else:
-        flow = models.realnvp(
-            features=features, num_layers=NUM_COUPLING_LAYERS, hidden_features=HIDDEN_FEATURES
-        )
-    return Model(flow, flow.log_prob, flow.sample)
-
-
-@contextlib.contextmanager
-def _validation_off() -> Iterator[None]:
-    from flowcourse.validation import set_validation, validation_enabled
-
-    previous = validation_enabled()
-    set_validation(False)
-    try:
-        yield
-    finally:
-        set_validation(previous)
-
-
-def _flowcourse_unchecked(kind: str, features: int) -> Model:
-    # The same model with the finiteness checks off (set_validation(False)): shows what
-    # the checks cost.
-    model = _flowcourse(kind, features)
-
-    def log_prob(x: Tensor) -> Tensor:
-        with _validation_off():
-            return model.log_prob(x)
-
-    def sample(n: int) -> Tensor:
-        with _validation_off():
-            return model.sample(n)
-
-    return Model(model.module, log_prob, sample)
-
-
-# ---------------------------------------------------------------------------------- zuko
-
-
-def _zuko(kind: str, features: int) -> Model:
-    import zuko
-
-    hidden = (HIDDEN_FEATURES, HIDDEN_FEATURES)
-    if kind == "MAF":
-        # Orders alternate between ascending and descending, like a reversal between layers.
-        flow = zuko.flows.MAF(features, transforms=NUM_MAF_LAYERS, hidden_features=hidden)
-    else:
-        flow = zuko.flows.RealNVP(features, transforms=NUM_COUPLING_LAYERS, hidden_features=hidden)
-    return Model(flow, lambda x: flow().log_prob(x), lambda n: flow().sample((n,)))
-
-
-# -------------------------------------------------------------------------------- nflows
-
-
-class _NflowsConditioner(nn.Module):
-    """nflows' MLP, accepting the ``context`` argument nflows' couplings pass to it."""
-
-    def __init__(self, in_features: int, out_features: int) -> None:
-        super().__init__()
-        from nflows.nn import nets
-
-        self.net = nets.MLP((in_features,), (out_features,), [HIDDEN_FEATURES] * 2)
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        return self.net(x)
-
-
-def _nflows(kind: str, features: int) -> Model:
-    from nflows import distributions, flows, transforms
-
-    if kind == "MAF":
-        # One feed-forward block, no residual blocks: the same matrix shapes as a MADE
-        # with two hidden layers (in -> 64, 64 -> 64, 64 -> out).
-        flow = flows.MaskedAutoregressiveFlow(
-            features,
-            hidden_features=HIDDEN_FEATURES,
-            num_layers=NUM_MAF_LAYERS,
-            num_blocks_per_layer=1,
-            use_residual_blocks=False,
-        )
-    else:
-        layers = []
-        for i in range(NUM_COUPLING_LAYERS):
-            mask = (torch.arange(features) + i) % 2 * 2 - 1  # +1: transformed, -1: kept
-
-            layers.append(transforms.AffineCouplingTransform(mask, _NflowsConditioner))
-        flow = flows.Flow(
-            transforms.CompositeTransform(layers), distributions.StandardNormal([features])
-        )
-    return Model(flow, flow.log_prob, flow.sample)
-
-
-# ----------------------------------------------------------------------------- normflows
-
-
-def _normflows(kind: str, features: int) -> Model:
-    import normflows as nf
-
-    layers: list[nn.Module] = []
-    if kind == "MAF":
-        for _ in range(NUM_MAF_LAYERS):
-            layer = nf.flows.MaskedAffineAutoregressive(
-                features, HIDDEN_FEATURES, num_blocks=1, use_residual_blocks=False
-            )
-            # normflows layers map noise to data, and this one is one pass in that
-            # direction: used as is, it scores data in D passes (an IAF). Reversed, it is
-            # a MAF like the others: one pass to score, D passes to sample.
-            layers.append(nf.flows.Reverse(layer))
-            layers.append(nf.flows.Permute(features, mode="swap"))
-    else:
-        kept = (features + 1) // 2  # normflows splits with chunk(2): the first half is larger
-        for _ in range(NUM_COUPLING_LAYERS):
-            net = nf.nets.MLP(
-                [kept, HIDDEN_FEATURES, HIDDEN_FEATURES, 2 * (features - kept)], init_zeros=True
-            )
-            layers.append(nf.flows.AffineCouplingBlock(net))
-            layers.append(nf.flows.Permute(features, mode="swap"))
-    flow = nf.NormalizingFlow(
-        q0=nf.distributions.DiagGaussian(features, trainable=False), flows=layers
-    )
-    return Model(flow, flow.log_prob, lambda n: flow.sample(n)[0])
-
-
-LIBRARIES: dict[str, Callable[[str, int], Model]] = {
-    "flowcourse": _flowcourse,
-    "flowcourse (checks off)": _flowcourse_unchecked,
-    "zuko": _zuko,
-    "nflows": _nflows,
-    "normflows": _normflows,
-}
-DISTRIBUTIONS = {"zuko": "zuko", "nflows": "nflows", "normflows": "normflows"}
-
-
-def build(library: str, kind: str, features: int, seed: int = 0) -> Model:
-    """Build ``kind`` (``"MAF"`` or ``"RealNVP"``) on ``features`` dimensions in ``library``."""
-    torch.manual_seed(seed)
-    return LIBRARIES[library](kind, features)
-
-
-def _time_log_prob(model: Model, x: Tensor) -> float:
-    model.module.zero_grad(set_to_none=True)
-    start = time.perf_counter()
-    loss = -model.log_prob(x).mean()
-    loss.backward()
-    return time.perf_counter() - start
-
-
-def _time_sample(model: Model, num_samples: int) -> float:
-    start = time.perf_counter()
-    with torch.no_grad():
-        model.sample(num_samples)
-    return time.perf_counter() - start
-
-
-OPERATIONS: dict[str, Callable[[Model, Tensor], float]] = {
-    "log_prob fwd+bwd": _time_log_prob,
-    "sample": lambda model, x: _time_sample(model, x.shape[0]),
-}
-
-
-def cross_check_nice(features: int = 4, num_layers: int = 4, seed: int = 0) -> float:
-    """Largest |difference| between flowcourse's and nflows' NICE log-densities (float64).
-
-    NICE's parametrisation can be matched exactly: nflows' additive coupling gets the
-    weights of flowcourse's conditioner (its first layer restricted to the kept features,
-    its last to the transformed ones) and a pointwise scaling by :math:`e^{s}`. The two
-    implementations share no code, so agreement to round-off checks the bookkeeping of
-    both (masks, shifts, log-determinants, base density).
-    """
-    from nflows import distributions, flows, transforms
-    from nflows.nn import nets
-
-    from flowcourse import models
-
-    torch.manual_seed(seed)
-    flow = models.nice(features, num_layers=num_layers, hidden_features=16, seed=seed).double()
-    with torch.no_grad():
-        for parameter in flow.parameters():  # leave the identity: random weights everywhere
-            parameter.normal_(0.0, 0.3)
-
-    layers = []
-    for coupling in flow.transform[:-1]:
-        kept = coupling.mask.nonzero().flatten()
-        moved = (~coupling.mask).nonzero().flatten()
-        linears = [m for m in coupling.conditioner if isinstance(m, nn.Linear)]
-        net = nets.MLP((len(kept),), (len(moved),), [16] * (len(linears) - 1)).double()
-        with torch.no_grad():
-            net._input_layer.weight.copy_(linears[0].weight[:, kept])
-            net._input_layer.bias.copy_(linears[0].bias)
-            for theirs, ours in zip(net._hidden_layers, linears[1:-1], strict=True):
-                theirs.load_state_dict(ours.state_dict())
-            net._output_layer.weight.copy_(linears[-1].weight[moved])
-            net._output_layer.bias.copy_(linears[-1].bias[moved])
-        mask = torch.where(coupling.mask, -1, 1)  # nflows: +1 transformed, -1 kept
-
-        def conditioner(in_features: int, out_features: int, net: nn.Module = net) -> nn.Module:
-            return _ContextFree(net)
-
-        layers.append(transforms.AdditiveCouplingTransform(mask, conditioner))
-    scale = flow.transform[-1].log_scale.detach().exp()
-    layers.append(transforms.PointwiseAffineTransform(shift=0.0, scale=scale))
-    reference = flows.Flow(
-        transforms.CompositeTransform(layers), distributions.StandardNormal([features])
-    ).double()
-
-    x = 2 * torch.randn(256, features, dtype=torch.float64)
-    with torch.no_grad():
-        return float((flow.log_prob(x) - reference.log_prob(x)).abs().max())
-
-
-class _ContextFree(nn.Module):
-    """Drop the ``context`` argument nflows passes to a coupling's network."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        return self.net(x)
-
-
-def _available(libraries: list[str]) -> tuple[list[str], list[str]]:
-    kept, notes = [], []
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import report  # noqa: E402
+from benchmarks.crosscheck import cross_check_nice  # noqa: E402
+from benchmarks.libraries import (  # noqa: E402
+    FLOOR,
+    LIBRARIES,
+    MODELS,
+    UNCHECKED,
+    NotAvailable,
+    build,
+    parameter_count,
+)
+from benchmarks.reasons import REASONS  # noqa: E402
+from benchmarks.timing import (  # noqa: E402
+    OPERATIONS,
+    SEQUENTIAL,
+    call_for,
+    cpu_name,
+    git_commit,
+    load_average,
+    summarise,
+    time_interleaved,
+)
+
+__all__ = ["grid", "main", "run"]
+
+
+def grid(args: argparse.Namespace) -> dict[str, list]:
+    """The values of every axis of the grid, from the options (``--quick`` shrinks it)."""
+    cuda = args.device == "cuda"
+    axes = {
+        "models": args.models or list(MODELS),
+        "dims": args.dims or [2, 8, 32, 64],
+        "hidden": args.hidden or [64, 256],
+        "batches": args.batches or ([4096, 65536] if cuda else [512, 1024]),
+        "threads": args.threads or ([1] if cuda else [1, 2]),
+    }
+    if args.quick:  # a smoke test of the harness, not a measurement
+        axes["dims"] = args.dims or [2, 8]
+        axes["hidden"] = args.hidden or [64]
+        axes["batches"] = args.batches or ([4096] if cuda else [512])
+        axes["threads"] = args.threads or [1]
+    return axes
+
+
+def _available(libraries: list[str]) -> tuple[list[str], dict[str, str]]:
+    kept, missing = [], {}
     for library in libraries:
-        if library not in LIBRARIES:
-            raise SystemExit(f"unknown library {library!r}; choose from {sorted(LIBRARIES)}")
         try:
-            build(library, "MAF", 2)
+            build(library, "MAF", 2, 8)
         except ImportError as error:
-            notes.append(f"{library} skipped: {error} (pip install -r requirements-bench.txt)")
+            missing[library] = f"not installed ({error}); pip install -r requirements-bench.txt"
             continue
         kept.append(library)
-    return kept, notes
+    return kept, missing
 
 
-def _version(library: str) -> str:
-    name = DISTRIBUTIONS.get(library, "flowcourse")
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
+def _capped(kind: str, operation: str, features: int, hidden: int, limit: int | None) -> str | None:
+    # A pass costs about width x (D + width) and there are D of them: the cap keeps the
+    # grid's slowest cells (seconds per call, times 17 rounds, times 4 libraries) out.
+    if limit and (kind, operation) in SEQUENTIAL and features * hidden > limit:
+        return (
+            f"not timed: {kind} {operation} takes D sequential passes; the grid times "
+            f"these cells only where D x width <= {limit} (--sequential-cap)"
+        )
+    return None
 
 
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def run(
-    libraries: list[str],
-    kinds: list[str],
-    dims: list[int],
-    batch_size: int,
-    repeats: int,
-    warmup: int,
-    seed: int,
-) -> list[dict[str, object]]:
-    """Median seconds per call for every (model, D, operation, library)."""
+def run(args: argparse.Namespace, libraries: list[str], axes: dict[str, list]) -> list[dict]:
+    """Time every cell of the grid; one result dict per (cell, operation)."""
+    device = torch.device(args.device)
+    rng = random.Random(args.seed)
+    repeats, warmup = (1, 0) if args.estimate else (args.repeats, args.warmup)
     rows = []
-    rng = random.Random(seed)
-    for kind in kinds:
-        for features in dims:
-            models = {library: build(library, kind, features, seed) for library in libraries}
-            x = torch.randn(batch_size, features, generator=torch.Generator().manual_seed(seed))
-            for operation, timer in OPERATIONS.items():
-                times: dict[str, list[float]] = {library: [] for library in libraries}
-                for step in range(warmup + repeats):
-                    order = list(libraries)
-                    rng.shuffle(order)  # interleave so that machine noise hits everyone
-                    for library in order:
-                        elapsed = timer(models[library], x)
-                        if step >= warmup:
-                            times[library].append(elapsed)
-                rows.append(
-                    {
-                        "model": kind,
-                        "D": features,
-                        "operation": operation,
-                        **{library: statistics.median(times[library]) for library in libraries},
-                    }
-                )
-                print(_format_row(rows[-1], libraries), flush=True)
-            # Same architecture, same size: the parameter counts should agree.
-            counts = {
-                library: sum(p.numel() for p in model.module.parameters())
-                for library, model in models.items()
-            }
-            rows.append({"model": kind, "D": features, "operation": "parameters", **counts})
-            print(_format_row(rows[-1], libraries), flush=True)
+    for kind in axes["models"]:
+        for features in axes["dims"]:
+            for hidden in axes["hidden"]:
+                models, unavailable = {}, {}
+                for library in [*libraries, FLOOR]:
+                    try:
+                        models[library] = build(library, kind, features, hidden, args.seed)
+                    except NotAvailable as error:
+                        if library != FLOOR:
+                            unavailable[library] = str(error)
+                        continue
+                    models[library].module.to(device)
+                counts = {library: parameter_count(model) for library, model in models.items()}
+                listed = ", ".join(f"{library} {count:,}" for library, count in counts.items())
+                print(f"{kind} D={features} width {hidden}: parameters {listed}", flush=True)
+                for threads in axes["threads"]:
+                    torch.set_num_threads(threads)
+                    for batch in axes["batches"]:
+                        generator = torch.Generator().manual_seed(args.seed)
+                        x = torch.randn(batch, features, generator=generator).to(device)
+                        for operation in OPERATIONS:
+                            row = {
+                                "device": device.type,
+                                "threads": threads,
+                                "model": kind,
+                                "D": features,
+                                "hidden": hidden,
+                                "batch": batch,
+                                "op": operation,
+                                "parameters": counts,
+                                "unavailable": dict(unavailable),
+                            }
+                            cap = _capped(kind, operation, features, hidden, args.sequential_cap)
+                            if cap:
+                                row["skipped"] = cap
+                                rows.append(row)
+                                continue
+                            calls = {}
+                            for library, model in models.items():
+                                call = call_for(model, operation, x)
+                                if call is not None and (library != FLOOR or operation != "sample"):
+                                    calls[library] = call
+                            started, cpu_started = time.perf_counter(), time.process_time()
+                            times = time_interleaved(calls, repeats, warmup, rng, device)
+                            row["wall_s"] = time.perf_counter() - started
+                            row["cpu_s"] = time.process_time() - cpu_started
+                            row["times"] = {name: summarise(t) for name, t in times.items()}
+                            rows.append(row)
+                            print(report.progress_line(row), flush=True)
     return rows
 
 
-def _format_row(row: dict[str, object], libraries: list[str]) -> str:
-    cells = [str(row["model"]), str(row["D"]), str(row["operation"])]
-    if row["operation"] == "parameters":
-        return "| " + " | ".join(cells + [f"{row[library]:,}" for library in libraries]) + " |"
-    reference = row.get("flowcourse")
+def _versions(libraries: list[str]) -> dict[str, str]:
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
     for library in libraries:
-        seconds = float(row[library])  # type: ignore[arg-type]
-        cell = f"{1000 * seconds:.2f} ms"
-        if reference and library != "flowcourse":
-            cell += f" ({seconds / float(reference):.2f}x)"  # type: ignore[arg-type]
-        cells.append(cell)
-    return "| " + " | ".join(cells) + " |"
+        if library == UNCHECKED:
+            continue
+        try:
+            versions[library] = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            versions[library] = "unknown"
+    return versions
 
 
-def _table(rows: list[dict[str, object]], libraries: list[str]) -> str:
-    header = ["model", "D", "operation", *libraries]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * len(libraries)) + "|",
-    ]
-    lines += [_format_row(row, libraries) for row in rows]
-    return "\n".join(lines)
+def _machine(device: torch.device) -> dict[str, object]:
+    machine: dict[str, object] = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    return machine
+
+
+def _print_estimate(rows: list[dict], args: argparse.Namespace) -> None:
+    rounds = args.repeats + args.warmup
+    timed = [row for row in rows if "wall_s" in row]
+    wall = sum(row["wall_s"] for row in timed) * rounds
+    # On a busy machine the wall clock overstates the run; CPU seconds per thread are
+    # what the run would take on a quiet one (roughly: threads do not scale perfectly).
+    quiet = sum(row["cpu_s"] / row["threads"] for row in timed) * rounds
+    print(
+        f"\nestimated full run: {wall / 60:.1f} min at this machine's present load, "
+        f"about {quiet / 60:.1f} min on a quiet one ({len(timed)} timed cells, "
+        f"{len(rows) - len(timed)} capped; {rounds} rounds each; building models not counted)"
+    )
+    for row in sorted(timed, key=lambda row: -row["cpu_s"] / row["threads"])[:12]:
+        print(f"  {row['cpu_s'] / row['threads'] * rounds:7.1f} s  {report.cell_name(row)}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES))
-    parser.add_argument("--models", nargs="+", default=["MAF", "RealNVP"])
-    parser.add_argument("--dims", nargs="+", type=int, default=[2, 8, 32])
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--quick", action="store_true", help="a small grid: a smoke run")
+    parser.add_argument(
+        "--estimate", action="store_true", help="time one round per cell, print the full time"
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--libraries", nargs="+", default=list(LIBRARIES), choices=[*LIBRARIES, UNCHECKED]
+    )
+    parser.add_argument("--models", nargs="+", choices=MODELS)
+    parser.add_argument("--dims", nargs="+", type=int)
+    parser.add_argument("--hidden", nargs="+", type=int, help="conditioner widths")
+    parser.add_argument("--batches", nargs="+", type=int)
+    parser.add_argument("--threads", nargs="+", type=int, help="torch CPU threads per cell")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (median of them)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument(
+        "--sequential-cap",
+        type=int,
+        help="largest D x width timed for the D-pass cells (MAF sample, IAF log_prob and "
+        "train_step); default 2048 on the CPU (D <= 32 at width 64, D <= 8 at width 256), "
+        "no cap on a GPU; 0: no cap",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--output", type=Path, default=Path(__file__).resolve().parent / "results.md"
+        "--out",
+        type=Path,
+        help="default benchmarks/results.json, or benchmarks/results_cuda.json on a GPU "
+        "(the book's results page shows both)",
     )
     args = parser.parse_args(argv)
-    for kind in args.models:
-        if kind not in ("MAF", "RealNVP"):
-            raise SystemExit(f"unknown model {kind!r}; choose from MAF, RealNVP")
+    if args.quick:
+        args.repeats = min(args.repeats, 5)
+        args.warmup = min(args.warmup, 1)
+    if args.out is None:
+        name = "results_cuda.json" if args.device == "cuda" else "results.json"
+        args.out = ROOT / "benchmarks" / name
+    if args.sequential_cap is None:
+        args.sequential_cap = 2048 if args.device == "cpu" else 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
 
-    # One thread by default: timings on a shared machine are steadier, and the models are
-    # small enough that the per-call overhead (what differs between libraries) dominates.
-    torch.set_num_threads(args.threads)
-    libraries, notes = _available(args.libraries)
-    for note in notes:
-        print(note)
+    libraries, missing = _available(args.libraries)
+    for library, why in missing.items():
+        print(f"{library} skipped: {why}")
     if "flowcourse" not in libraries:
-        raise SystemExit("flowcourse is needed as the reference")
+        raise SystemExit("flowcourse is needed: it is what the benchmark measures")
+    axes = grid(args)
+    threads_before = torch.get_num_threads()
+    load_before = load_average()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    rows = run(args, libraries, axes)
+    torch.set_num_threads(threads_before)
+    if args.estimate:
+        _print_estimate(rows, args)
+        return
 
-    load_before = os.getloadavg()[0]
-    header = ["model", "D", "operation", *libraries]
-    print("| " + " | ".join(header) + " |", flush=True)
-    rows = run(
-        libraries, args.models, args.dims, args.batch_size, args.repeats, args.warmup, args.seed
-    )
-    table = _table(rows, libraries)
+    notes = [f"{library}: {why}" for library, why in missing.items()]
+    cross_check = None
     if "nflows" in libraries:
-        error = cross_check_nice()
-        notes.append(
-            f"Correctness cross-check: NICE in flowcourse and in nflows with the same weights "
-            f"give log-densities that differ by at most {error:.1e} nats (float64)"
-        )
-        print(notes[-1])
-
-    versions = ", ".join(
-        f"{library} {_version(library)}" for library in libraries if "(" not in library
-    )
-    report = "\n".join(
-        [
-            "# Benchmark results",
-            "",
-            f"Generated by `benchmarks/run.py` on {datetime.date.today().isoformat()}.",
-            "",
-            f"- Machine: {_cpu_name()}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__} "
-            f"({args.threads} CPU thread(s), {os.cpu_count()} cores; load average "
-            f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run: other "
-            f"work on the machine adds noise)",
-            f"- Versions: {versions}",
-            f"- Batch {args.batch_size}, median of {args.repeats} repeats after "
-            f"{args.warmup} warm-up calls, float32, CPU; libraries interleaved in random order",
-            f"- MAF: {NUM_MAF_LAYERS} layers; RealNVP: {NUM_COUPLING_LAYERS} affine couplings; "
-            f"conditioners with two hidden layers of {HIDDEN_FEATURES} units",
-            "- Each cell: median time per call, and in brackets the ratio to flowcourse "
-            "(above 1x: slower than flowcourse); the `parameters` rows count each model's "
-            "parameters, to show the models are the same size",
-            *(f"- {note}" for note in notes),
-            "",
-            table,
-            "",
-        ]
-    )
-    args.output.write_text(report)
-    print(f"\nwrote {args.output}")
+        cross_check = cross_check_nice()
+        print(f"cross-check NICE flowcourse vs nflows: max |difference| {cross_check:.1e} nats")
+    device = torch.device(args.device)
+    results = {
+        "meta": {
+            "date": started.isoformat(timespec="seconds"),
+            "duration_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
+            "commit": git_commit(ROOT),
+            "device": device.type,
+            "machine": {
+                **_machine(device),
+                "load_before": load_before,
+                "load_after": load_average(),
+            },
+            "versions": _versions(libraries),
+            "libraries": libraries,
+            "grid": axes,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "sequential_cap": args.sequential_cap or None,
+            "quick": args.quick,
+            "dtype": "float32",
+            "notes": notes,
+            "cross_check_nice_nflows_nats": cross_check,
+        },
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    markdown = args.out.with_suffix(".md")
+    markdown.write_text(report.markdown(results, REASONS))
+    print(f"\nwrote {args.out} and {markdown}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The benchmark of flowcourse against zuko, nflows and normflows (see README.md)."""
