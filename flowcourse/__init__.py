@@ -4,7 +4,8 @@
 returns ``(z, log_abs_det)``, where ``log_abs_det = log|det ∂z/∂x|`` has shape
 ``(batch,)``; ``inverse(z)`` maps noise to data and returns ``(x, log|det ∂x/∂z|)``.
 Composing transforms sums their log-determinants, and a :class:`Flow` scores data by
-``log p(x) = log p_Z(forward(x)) + log_abs_det``.
+``log p(x) = log p_Z(forward(x)) + log_abs_det``. A conditional flow, ``p(x | c)``,
+hands a ``context`` (one row per sample) to every layer: ``forward(x, context)``.
 
 The sub-packages mirror the book's parts:
 
@@ -12,25 +13,32 @@ The sub-packages mirror the book's parts:
 - :mod:`flowcourse.coupling`, :mod:`flowcourse.permutations`: *NICE* and *RealNVP*;
 - :mod:`flowcourse.glow`: *Glow*;
 - :mod:`flowcourse.autoregressive`: *MADE*, *MAF*, *IAF*;
-- :mod:`flowcourse.vi`: planar and radial flows (*IAF and variational inference*);
+- :mod:`flowcourse.vi`: planar and radial flows (*Variational inference*);
+- :mod:`flowcourse.continuous`: continuous-time flows and flow matching (*Continuous-time
+  flows and flow matching*);
 - :mod:`flowcourse.exercises`: the graded questions and ``check``;
   :mod:`flowcourse.grading`: ``flowcourse grade`` for instructors;
   :mod:`flowcourse.notebook`: ``glue`` for notebooks that run outside the book build;
 - :mod:`flowcourse.models`: ready-made flows; :mod:`flowcourse.data`,
-  :mod:`flowcourse.preprocessing`, :mod:`flowcourse.training`, :mod:`flowcourse.io`;
+  :mod:`flowcourse.preprocessing`, :mod:`flowcourse.dequantisation`,
+  :mod:`flowcourse.training`, :mod:`flowcourse.io`; :mod:`flowcourse.validation` (where
+  inputs are checked) and :mod:`flowcourse.seeding`;
   :mod:`flowcourse.viz` (figures; imported on demand, it needs matplotlib).
 """
 
 from flowcourse import (
     autoregressive,
     checks,
+    continuous,
     coupling,
     data,
+    dequantisation,
     glow,
     io,
     models,
     permutations,
     preprocessing,
+    seeding,
     training,
     vi,
 )
@@ -46,13 +54,16 @@ __all__ = [
     "set_validation",
     "autoregressive",
     "checks",
+    "continuous",
     "coupling",
     "data",
+    "dequantisation",
     "glow",
     "io",
     "models",
     "permutations",
     "preprocessing",
+    "seeding",
     "training",
     "vi",
 ]

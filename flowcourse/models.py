@@ -29,13 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from flowcourse.autoregressive import InverseAutoregressive, MaskedAffineAutoregressive
+from flowcourse.continuous import ContinuousFlow, VelocityMLP
 from flowcourse.core import Compose, Flow, StandardNormal, Transform
 from flowcourse.coupling import (
     AdditiveCoupling,
@@ -47,6 +47,9 @@ from flowcourse.coupling import (
 )
 from flowcourse.glow import Invertible1x1Conv, LUInvertible1x1Conv, glow_multiscale
 from flowcourse.permutations import RandomPermutation, ReversePermutation
+from flowcourse.seeding import seeded
+from flowcourse.splines import MaskedRationalQuadraticAutoregressive, RationalQuadraticCoupling
+from flowcourse.validation import check_int, check_positive_float, check_positive_int
 from flowcourse.vi import Planar, Radial
 
 __all__ = [
@@ -58,6 +61,9 @@ __all__ = [
     "radial",
     "realnvp_image",
     "glow",
+    "nsf_coupling",
+    "nsf_autoregressive",
+    "cnf",
     "GLOW_PERMUTATIONS",
     "GLOW_COUPLINGS",
 ]
@@ -84,6 +90,7 @@ def nice(
     hidden_features: int = 64,
     num_hidden_layers: int = 2,
     seed: int = 0,
+    context_features: int = 0,
 ) -> Flow:
     r"""NICE (Dinh et al. 2015): additive couplings, then a diagonal scaling.
 
@@ -92,7 +99,8 @@ def nice(
     final :class:`~flowcourse.coupling.DiagonalScaling` :math:`z = x \odot e^{s}` is the
     only volume change, so :math:`\log|\det \partial z/\partial x| = \sum_i s_i`, the same
     for every point. Conditioners are MLPs with ``num_hidden_layers`` hidden layers of
-    ``hidden_features`` units. Taught in the chapter *NICE*.
+    ``hidden_features`` units, from the kept half to the shifts of the other half; with
+    ``context_features`` they also read a context. Taught in the chapter *NICE*.
 
     Example:
         >>> flow = nice(features=2, num_layers=4, hidden_features=16)
@@ -101,16 +109,19 @@ def nice(
     """
     config = _config("nice", locals())
     _check_coupling_features(features)
-    _check_positive(num_layers=num_layers)
-    with _seeded(seed):
+    check_positive_int(num_layers, "num_layers")
+    with seeded(seed):
         layers: list[Transform] = [
             AdditiveCoupling.for_vectors(
-                alternating_mask(features, parity=k % 2), hidden_features, num_hidden_layers
+                alternating_mask(features, parity=k % 2),
+                hidden_features,
+                num_hidden_layers,
+                context_features,
             )
             for k in range(num_layers)
         ]
         layers.append(DiagonalScaling(features))
-    return _flow(Compose(*layers), features, config)
+    return _flow(Compose(*layers), features, config, context_features)
 
 
 def realnvp(
@@ -120,6 +131,7 @@ def realnvp(
     num_hidden_layers: int = 2,
     log_scale_bound: float = 3.0,
     seed: int = 0,
+    context_features: int = 0,
 ) -> Flow:
     r"""RealNVP on vectors (Dinh et al. 2017): affine couplings with reversals between them.
 
@@ -133,7 +145,10 @@ def realnvp(
     and a :class:`~flowcourse.permutations.ReversePermutation` between layers swaps the
     roles of the halves, so every feature is transformed by every other layer. The
     log-scale is soft-clamped to ``(-log_scale_bound, log_scale_bound)``. Conditioners are
-    MLPs with ``num_hidden_layers`` hidden layers of ``hidden_features`` units.
+    :class:`~flowcourse.nets.CouplingMLP` s with ``num_hidden_layers`` hidden layers of
+    ``hidden_features`` units, from the kept half (and a context of
+    ``context_features`` values, if any) to :math:`s` and :math:`t` of the other half:
+    the parameters of nflows', zuko's and normflows' RealNVP of the same widths.
     Taught in the chapter *RealNVP*; for images use :func:`realnvp_image`.
 
     Example:
@@ -143,18 +158,20 @@ def realnvp(
     """
     config = _config("realnvp", locals())
     _check_coupling_features(features)
-    _check_positive(num_layers=num_layers)
-    layers: list[Transform] = []
-    with _seeded(seed):
-        for k in range(num_layers):
-            if k > 0:
-                layers.append(ReversePermutation(features))
-            layers.append(
-                AffineCoupling.for_vectors(
-                    half_mask(features), hidden_features, num_hidden_layers, log_scale_bound
-                )
-            )
-    return _flow(Compose(*layers), features, config)
+    check_positive_int(num_layers, "num_layers")
+
+    def coupling() -> Transform:
+        return AffineCoupling.for_vectors(
+            half_mask(features),
+            hidden_features,
+            num_hidden_layers,
+            log_scale_bound,
+            context_features,
+        )
+
+    with seeded(seed):
+        transform = _with_reversals([coupling() for _ in range(num_layers)], features)
+    return _flow(transform, features, config, context_features)
 
 
 def maf(
@@ -163,6 +180,7 @@ def maf(
     hidden_features: int = 64,
     num_hidden_layers: int = 2,
     seed: int = 0,
+    context_features: int = 0,
 ) -> Flow:
     r"""A masked autoregressive flow (Papamakarios et al. 2017) for density estimation.
 
@@ -176,28 +194,30 @@ def maf(
     whose MADE (Germain et al. 2015) orders alternate between :math:`1, \dots, D` and
     :math:`D, \dots, 1`: reversing the order between layers lets every feature condition
     every other. Scoring data is one pass per layer; sampling is :math:`D` passes.
-    Each MADE has ``num_hidden_layers`` hidden layers of ``hidden_features`` units.
-    Taught in the chapter *MAF*.
+    Each MADE has ``num_hidden_layers`` hidden layers of ``hidden_features`` units; with
+    ``context_features`` it also reads a context, and the flow models
+    :math:`p(x \mid c)`. Taught in the chapter *MAF*.
 
     Example:
         >>> flow = maf(features=3, num_layers=5, hidden_features=16)
         >>> flow.sample(4).shape
         torch.Size([4, 3])
+        >>> conditional = maf(features=3, hidden_features=16, context_features=2)
+        >>> conditional.log_prob(torch.zeros(4, 3), context=torch.ones(4, 2)).shape
+        torch.Size([4])
     """
     config = _config("maf", locals())
-    _check_positive(features=features, num_layers=num_layers)
-    with _seeded(seed):
-        layers = [
-            MaskedAffineAutoregressive(
-                features,
-                hidden_features,
-                num_hidden_layers,
-                order=_alternating_order(features, k),
-                seed=seed + k,
-            )
-            for k in range(num_layers)
-        ]
-    return _flow(Compose(*layers), features, config)
+    layer = MaskedAffineAutoregressive
+    return _autoregressive_flow(
+        config,
+        layer,
+        features,
+        num_layers,
+        hidden_features,
+        num_hidden_layers,
+        seed,
+        context_features,
+    )
 
 
 def iaf(
@@ -206,6 +226,7 @@ def iaf(
     hidden_features: int = 64,
     num_hidden_layers: int = 2,
     seed: int = 0,
+    context_features: int = 0,
 ) -> Flow:
     r"""An inverse autoregressive flow (Kingma et al. 2016) for variational inference.
 
@@ -219,8 +240,9 @@ def iaf(
 
     with the MADE orders reversed between layers. ``flow.sample_and_log_prob(n)`` is
     therefore cheap (the reverse-KL objective of variational inference), while
-    ``flow.log_prob(x)`` of outside data takes :math:`D` passes per layer.
-    Taught in the chapter *IAF and variational inference*.
+    ``flow.log_prob(x)`` of outside data takes :math:`D` passes per layer. With
+    ``context_features`` every MADE also reads a context.
+    Taught in the chapter *IAF*.
 
     Example:
         >>> flow = iaf(features=2, num_layers=5, hidden_features=16)
@@ -229,19 +251,17 @@ def iaf(
         (torch.Size([4, 2]), torch.Size([4]))
     """
     config = _config("iaf", locals())
-    _check_positive(features=features, num_layers=num_layers)
-    with _seeded(seed):
-        layers = [
-            InverseAutoregressive(
-                features,
-                hidden_features,
-                num_hidden_layers,
-                order=_alternating_order(features, k),
-                seed=seed + k,
-            )
-            for k in range(num_layers)
-        ]
-    return _flow(Compose(*layers), features, config)
+    layer = InverseAutoregressive
+    return _autoregressive_flow(
+        config,
+        layer,
+        features,
+        num_layers,
+        hidden_features,
+        num_hidden_layers,
+        seed,
+        context_features,
+    )
 
 
 def planar(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
@@ -258,7 +278,7 @@ def planar(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
     Sampling with its density (``sample_and_log_prob``) is closed-form; ``log_prob`` of
     outside data solves a scalar equation per layer (see :class:`~flowcourse.vi.Planar`).
     Layer :math:`k` draws its initial :math:`u, w` from ``seed + k``.
-    Taught in the chapter *IAF and variational inference*.
+    Taught in the chapter *Variational inference*.
 
     Example:
         >>> flow = planar(features=2, num_layers=16)
@@ -266,8 +286,9 @@ def planar(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
         torch.Size([5])
     """
     config = _config("planar", locals())
-    _check_positive(features=features, num_layers=num_layers)
-    with _seeded(seed):
+    check_positive_int(features, "features")
+    check_positive_int(num_layers, "num_layers")
+    with seeded(seed):
         layers = [Planar(features, seed=seed + k) for k in range(num_layers)]
     return _flow(Compose(*layers), features, config)
 
@@ -287,7 +308,7 @@ def radial(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
     with :math:`\alpha > 0, \beta > -\alpha` (see :class:`~flowcourse.vi.Radial`).
     Layer :math:`k` draws its initial centre, :math:`\alpha` and :math:`\beta` from
     ``seed + k``.
-    Taught in the chapter *IAF and variational inference*.
+    Taught in the chapter *Variational inference*.
 
     Example:
         >>> flow = radial(features=2, num_layers=16)
@@ -295,8 +316,9 @@ def radial(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
         torch.Size([5, 2])
     """
     config = _config("radial", locals())
-    _check_positive(features=features, num_layers=num_layers)
-    with _seeded(seed):
+    check_positive_int(features, "features")
+    check_positive_int(num_layers, "num_layers")
+    with seeded(seed):
         layers = [Radial(features, seed=seed + k) for k in range(num_layers)]
     return _flow(Compose(*layers), features, config)
 
@@ -332,7 +354,7 @@ def realnvp_image(
     """
     config = _config("realnvp_image", locals())
     channels, height, width = _check_image_shape(image_shape)
-    with _seeded(seed):
+    with seeded(seed):
         transform = realnvp_multiscale(
             channels,
             (height, width),
@@ -394,7 +416,7 @@ def glow(
         # A different rotation or shuffle for every step, all reproducible from ``seed``.
         return make_permutation(num_channels, next(step_seeds))
 
-    with _seeded(seed):
+    with seeded(seed):
         transform = glow_multiscale(
             channels,
             (height, width),
@@ -410,30 +432,58 @@ def glow(
 # ---------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Build under a fixed CPU seed, then put the global random state back."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"expected seed to be an int, got {type(seed).__name__}")
-    state = torch.get_rng_state()
-    torch.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(state)
-
-
 def _config(factory: str, arguments: dict[str, object]) -> dict[str, object]:
     # Tuples become lists, as they would after a JSON round trip, so a saved config and
     # the live one compare equal.
     kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()}
+    if kwargs.get("context_features") == 0:
+        del kwargs["context_features"]  # an unconditional flow records what it always did
     return {"factory": factory, "kwargs": kwargs}
 
 
-def _flow(transform: Transform, event_shape: int | tuple[int, ...], config: dict) -> Flow:
-    flow = Flow(transform, StandardNormal(event_shape))
+def _flow(
+    transform: Transform,
+    event_shape: int | tuple[int, ...],
+    config: dict,
+    context_features: int = 0,
+) -> Flow:
+    flow = Flow(transform, StandardNormal(event_shape), context_features=context_features)
     flow.config = config
     return flow
+
+
+def _autoregressive_flow(
+    config: dict,
+    layer: Callable[..., Transform],
+    features: int,
+    num_layers: int,
+    hidden_features: int,
+    num_hidden_layers: int,
+    seed: int,
+    context_features: int,
+) -> Flow:
+    """``num_layers`` MADE-based layers, orders alternating, layer ``k`` seeded ``seed + k``."""
+    check_positive_int(features, "features")
+    check_positive_int(num_layers, "num_layers")
+    with seeded(seed):
+        layers = [
+            layer(
+                features,
+                hidden_features,
+                num_hidden_layers,
+                order=_alternating_order(features, k),
+                seed=seed + k,
+                context_features=context_features,
+            )
+            for k in range(num_layers)
+        ]
+    return _flow(Compose(*layers), features, config, context_features)
+
+
+def _with_reversals(layers: list[Transform], features: int) -> Compose:
+    """The layers with a :class:`ReversePermutation` between consecutive ones."""
+    between = [[ReversePermutation(features), layer] for layer in layers[1:]]
+    return Compose(*layers[:1], *[t for pair in between for t in pair])
 
 
 def _alternating_order(features: int, layer: int) -> torch.Tensor:
@@ -453,27 +503,176 @@ def _choose(
 
 def _check_positive(**values: object) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+        check_positive_int(value, name)
 
 
 def _check_coupling_features(features: object) -> None:
-    if isinstance(features, bool) or not isinstance(features, int) or features < 2:
-        raise ValueError(
-            f"expected features to be an int >= 2 (a coupling splits the features in two), "
-            f"got {features!r}"
-        )
+    check_int(features, "features", 2, "a coupling splits the features in two")
 
 
 def _check_image_shape(image_shape: object) -> tuple[int, int, int]:
-    valid = isinstance(image_shape, Sequence) and len(image_shape) == 3
-    valid = valid and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in image_shape
-    )
-    if not valid:
+    if not isinstance(image_shape, Sequence) or isinstance(image_shape, str):
+        kind = type(image_shape).__name__
+        raise TypeError(f"expected image_shape to be (channels, height, width), got {kind}")
+    if len(image_shape) != 3:
         raise ValueError(
-            f"expected image_shape to be (channels, height, width) of positive ints, "
-            f"got {image_shape!r}"
+            f"expected image_shape to be (channels, height, width), got {image_shape!r}"
         )
-    channels, height, width = image_shape
+    channels, height, width = (
+        check_positive_int(s, "every size in image_shape") for s in image_shape
+    )
     return channels, height, width
+
+
+#: The old name of :func:`flowcourse.seeding.seeded`, for the factories that still use it.
+_seeded = seeded
+
+
+# ------------------------------------------------------------- neural spline flows
+
+
+def nsf_coupling(
+    features: int,
+    num_layers: int = 5,
+    hidden_features: int = 64,
+    num_hidden_layers: int = 2,
+    num_bins: int = 8,
+    bound: float = 3.0,
+    seed: int = 0,
+    context_features: int = 0,
+) -> Flow:
+    r"""A coupling neural spline flow (Durkan et al. 2019): RealNVP with splines.
+
+    The layout of :func:`realnvp` (each layer keeps the first half of the features, a
+    :class:`~flowcourse.permutations.ReversePermutation` between layers), with each
+    affine map replaced by a monotone rational-quadratic spline of ``num_bins`` bins on
+    :math:`[-B, B]` (:class:`~flowcourse.splines.RationalQuadraticCoupling`),
+
+    .. math::
+
+        z_i = g_i(x_i;\, x_m), \qquad
+        \log\left|\det \frac{\partial z}{\partial x}\right| = \sum_{i \notin m} \log g_i'(x_i),
+
+    the identity outside :math:`[-B, B]` (``bound``). Conditioners are
+    :class:`~flowcourse.nets.CouplingMLP` s with ``num_hidden_layers`` hidden layers of
+    ``hidden_features`` units that read the kept half (and a context of
+    ``context_features`` values, if any) and return :math:`3K - 1` numbers per
+    transformed feature. Taught in the chapter *Neural spline flows*.
+
+    Example:
+        >>> flow = nsf_coupling(features=2, num_layers=4, hidden_features=16, num_bins=6)
+        >>> flow.log_prob(torch.zeros(3, 2)).shape
+        torch.Size([3])
+    """
+    config = _config("nsf_coupling", locals())
+    _check_coupling_features(features)
+    check_positive_int(num_layers, "num_layers")
+
+    def coupling() -> Transform:
+        return RationalQuadraticCoupling.for_vectors(
+            half_mask(features),
+            hidden_features,
+            num_hidden_layers,
+            num_bins,
+            bound,
+            context_features,
+        )
+
+    with seeded(seed):
+        transform = _with_reversals([coupling() for _ in range(num_layers)], features)
+    return _flow(transform, features, config, context_features)
+
+
+def nsf_autoregressive(
+    features: int,
+    num_layers: int = 5,
+    hidden_features: int = 64,
+    num_hidden_layers: int = 2,
+    num_bins: int = 8,
+    bound: float = 3.0,
+    seed: int = 0,
+    context_features: int = 0,
+) -> Flow:
+    r"""An autoregressive neural spline flow (Durkan et al. 2019): MAF with splines.
+
+    The layout of :func:`maf` (MADE orders alternating between :math:`1, \dots, D` and
+    :math:`D, \dots, 1`), with each affine conditional map replaced by a monotone
+    rational-quadratic spline of ``num_bins`` bins on :math:`[-B, B]`
+    (:class:`~flowcourse.splines.MaskedRationalQuadraticAutoregressive`),
+
+    .. math::
+
+        z_i = g_i(x_i;\, x_{<i}), \qquad
+        \log\left|\det \frac{\partial z}{\partial x}\right| = \sum_i \log g_i'(x_i).
+
+    Scoring data is one MADE pass per layer; sampling is :math:`D` passes, each inverting
+    the splines in closed form. Layer :math:`k` seeds its MADE with ``seed + k``; with
+    ``context_features`` the MADEs also read a context. Taught in the chapter *Neural
+    spline flows*.
+
+    Example:
+        >>> flow = nsf_autoregressive(features=3, num_layers=2, hidden_features=8, num_bins=4)
+        >>> flow.sample(4).shape
+        torch.Size([4, 3])
+    """
+    config = _config("nsf_autoregressive", locals())
+    check_positive_int(num_bins, "num_bins")
+    check_positive_float(bound, "bound")
+
+    def layer(*args: object, **kwargs: object) -> Transform:
+        return MaskedRationalQuadraticAutoregressive(
+            *args, num_bins=num_bins, bound=bound, **kwargs
+        )
+
+    return _autoregressive_flow(
+        config,
+        layer,
+        features,
+        num_layers,
+        hidden_features,
+        num_hidden_layers,
+        seed,
+        context_features,
+    )
+
+
+# ------------------------------------------------------- continuous normalizing flows
+
+
+def cnf(
+    features: int,
+    hidden_features: int = 64,
+    num_hidden_layers: int = 3,
+    num_steps: int = 32,
+    method: str = "rk4",
+    seed: int = 0,
+) -> Flow:
+    r"""A continuous normalizing flow (Chen et al. 2018) with an MLP velocity field.
+
+    One :class:`~flowcourse.continuous.ContinuousFlow` over a
+    :class:`~flowcourse.continuous.VelocityMLP` :math:`v(z, t)` with ``num_hidden_layers``
+    hidden layers of ``hidden_features`` units; data at :math:`t = 0`, noise at
+    :math:`t = 1`:
+
+    .. math::
+
+        \log p(x) = \log \mathcal{N}(z_1; 0, I)
+        + \int_0^1 \operatorname{tr} \frac{\partial v}{\partial z}(z_t, t)\, dt,
+        \qquad \frac{dz_t}{dt} = v(z_t, t),\ z_0 = x,
+
+    solved with ``num_steps`` steps of ``method`` (``"euler"``, ``"midpoint"``,
+    ``"rk4"``). Train it by flow matching
+    (:func:`~flowcourse.continuous.fit_flow_matching`), with no ODE solve, or by maximum
+    likelihood (slow: every step solves the ODE with the divergence). A fresh flow is the
+    identity. Taught in the chapter *Continuous-time flows and flow matching*.
+
+    Example:
+        >>> flow = cnf(features=2, hidden_features=16, num_steps=4)
+        >>> flow.log_prob(torch.zeros(3, 2)).shape
+        torch.Size([3])
+    """
+    config = _config("cnf", locals())
+    _check_positive(features=features, hidden_features=hidden_features)
+    with _seeded(seed):
+        velocity = VelocityMLP(features, hidden_features, num_hidden_layers)
+    return _flow(ContinuousFlow(velocity, num_steps=num_steps, method=method), features, config)

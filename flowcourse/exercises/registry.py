@@ -34,7 +34,10 @@ CHAPTERS = (
     "glow",
     "made",
     "maf",
+    "vi",
     "iaf",
+    "nsf",
+    "flow_matching",
     "summary",
 )
 
