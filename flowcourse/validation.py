@@ -31,14 +31,16 @@ Example:
     >>> import torch
     >>> check_positive_int(3, "features")
     3
-    >>> check_positive_int(2.0, "features")
-    Traceback (most recent call last):
-    ...
-    TypeError: expected features to be an int, got float
-    >>> check_features(torch.zeros(4, 3), features=2)
-    Traceback (most recent call last):
-    ...
-    ValueError: expected x of shape (batch, 2), got (4, 3)
+    >>> try:
+    ...     check_positive_int(2.0, "features")
+    ... except TypeError as error:
+    ...     print(error)
+    expected features to be an int, got float
+    >>> try:
+    ...     check_features(torch.zeros(4, 3), features=2)
+    ... except ValueError as error:
+    ...     print(error)
+    expected x of shape (batch, 2), got (4, 3)
 """
 
 from __future__ import annotations
