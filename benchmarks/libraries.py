@@ -94,8 +94,8 @@ def _flowcourse_unchecked(kind: str, features: int, hidden: int) -> Model:
             previous = set_validation(False)
             try:
                 return method(*args)
-            finally:  # older flowcourse returned None: validation was a plain switch
-                set_validation(True if previous is None else previous)
+            finally:
+                set_validation(previous)
 
         return call
 

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--top", type=int, default=12)
-    parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES))
+    parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=[*BUILDERS])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x = torch.randn(args.batch, args.dim, generator=torch.Generator().manual_seed(0))
@@ -82,8 +82,6 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.threads} thread(s), {args.calls} calls"
     )
     for library in args.libraries:
-        if library not in BUILDERS:
-            raise SystemExit(f"unknown library {library!r}")
         try:
             model = build(library, args.model, args.dim, args.hidden)
         except NotAvailable as error:

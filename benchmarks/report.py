@@ -1,9 +1,9 @@
 """Turn the benchmark's JSON into tables, a plot and a sentence per cell where flowcourse lags.
 
-Only the standard library (and matplotlib, for the plot) is imported here: the book's
-results page loads this file to render ``benchmarks/results.json`` and must not need
-torch's peers. The numbers, and which cells need an explanation, come from the JSON;
-the explanations themselves (``benchmarks/reasons.py``) are written by a person.
+The book's results page imports this module to render ``benchmarks/results.json``; it
+needs no peer library (the builders of ``benchmarks/libraries.py`` import them only when
+called). The numbers, and which cells need an explanation, come from the JSON; the
+explanations themselves (``benchmarks/reasons.py``) are written by a person.
 
 The targets (issue 7 of the course's tracker):
 
@@ -19,17 +19,19 @@ Usage: ``python benchmarks/report.py benchmarks/results.json > benchmarks/result
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.libraries import FLOOR, LIBRARIES, MODELS  # noqa: E402
+from benchmarks.timing import OPERATIONS  # noqa: E402
+
 __all__ = [
-    "FLOOR",
     "FLOOR_TARGET",
-    "MODELS",
-    "OPERATIONS",
     "OPERATION_TITLES",
     "PEERS",
     "PEER_TARGET",
@@ -37,7 +39,6 @@ __all__ = [
     "fastest_peer",
     "floor_ratio",
     "format_seconds",
-    "geometric_mean_ratio",
     "header_lines",
     "load",
     "markdown",
@@ -46,16 +47,15 @@ __all__ = [
     "peer_target_applies",
     "plot",
     "progress_line",
+    "sections",
     "shortfalls",
     "sentence",
     "summary",
+    "targets",
     "tables",
 ]
 
-MODELS = ("MAF", "RealNVP", "NICE", "IAF")
-OPERATIONS = ("train_step", "log_prob", "sample")
-PEERS = ("zuko", "nflows", "normflows")
-FLOOR = "MLP floor"
+PEERS = tuple(library for library in LIBRARIES if library != "flowcourse")
 PEER_TARGET = 1.0  # flowcourse / fastest peer, at most
 FLOOR_TARGET = 1.3  # MAF log_prob: flowcourse / MLP floor, at most
 OPERATION_TITLES = {
@@ -144,39 +144,38 @@ def progress_line(row: Row) -> str:
 # ------------------------------------------------------------------------ the verdicts
 
 
-def shortfalls(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every cell where flowcourse misses a target, with the ratio and the reference.
+def targets(row: Row) -> list[tuple[str, float, float]]:
+    """``(kind, ratio, target)`` for each target that covers this timed cell.
 
-    ``kind`` is ``"peer"`` (slower than the fastest peer where that target applies) or
-    ``"floor"`` (MAF ``log_prob`` more than 1.3 times the MLP floor).
+    ``kind`` is ``"peer"`` (flowcourse over the fastest peer, where that target applies)
+    or ``"floor"`` (MAF ``log_prob``: flowcourse over the MLP floor).
     """
     found = []
+    ratio = peer_ratio(row)
+    if ratio is not None and peer_target_applies(row["model"], row["op"]):
+        found.append(("peer", ratio, PEER_TARGET))
+    floor = floor_ratio(row)
+    if floor is not None and (row["model"], row["op"]) == ("MAF", "log_prob"):
+        found.append(("floor", floor, FLOOR_TARGET))
+    return found
+
+
+def shortfalls(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every cell where flowcourse misses a target, with the ratio and the reference
+    (``kind`` as in :func:`targets`)."""
+    found = []
     for row in results["results"]:
-        if "times" not in row:
-            continue
-        ratio = peer_ratio(row)
-        if ratio is not None and peer_target_applies(row["model"], row["op"]):
-            if ratio > PEER_TARGET:
-                peer, seconds = fastest_peer(row)  # type: ignore[misc]
+        for kind, ratio, target in targets(row):
+            if ratio > target:
+                reference = fastest_peer(row)[0] if kind == "peer" else FLOOR  # type: ignore[index]
                 found.append(
                     {
                         "row": row,
-                        "kind": "peer",
+                        "kind": kind,
                         "ratio": ratio,
-                        "reference": peer,
-                        "reference_s": seconds,
-                    }
-                )
-        floor = floor_ratio(row)
-        if floor is not None and row["model"] == "MAF" and row["op"] == "log_prob":
-            if floor > FLOOR_TARGET:
-                found.append(
-                    {
-                        "row": row,
-                        "kind": "floor",
-                        "ratio": floor,
-                        "reference": FLOOR,
-                        "reference_s": median(row, FLOOR),
+                        "target": target,
+                        "reference": reference,
+                        "reference_s": median(row, reference),
                     }
                 )
     return found
@@ -184,25 +183,15 @@ def shortfalls(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def summary(results: Mapping[str, Any]) -> dict[str, int]:
     """How many timed cells each target covers and how many flowcourse meets."""
-    rows = [row for row in results["results"] if "times" in row]
-    peer_cells = [
-        row
-        for row in rows
-        if peer_target_applies(row["model"], row["op"]) and peer_ratio(row) is not None
-    ]
-    floor_cells = [
-        row
-        for row in rows
-        if row["model"] == "MAF" and row["op"] == "log_prob" and floor_ratio(row) is not None
-    ]
-    return {
-        "timed_cells": len(rows),
+    verdicts = [verdict for row in results["results"] for verdict in targets(row)]
+    counts = {
+        "timed_cells": sum("times" in row for row in results["results"]),
         "capped_cells": sum("skipped" in row for row in results["results"]),
-        "peer_cells": len(peer_cells),
-        "peer_met": sum(peer_ratio(row) <= PEER_TARGET for row in peer_cells),  # type: ignore[operator]
-        "floor_cells": len(floor_cells),
-        "floor_met": sum(floor_ratio(row) <= FLOOR_TARGET for row in floor_cells),  # type: ignore[operator]
     }
+    for kind in ("peer", "floor"):
+        mine = [ratio <= target for found, ratio, target in verdicts if found == kind]
+        counts[f"{kind}_cells"], counts[f"{kind}_met"] = len(mine), sum(mine)
+    return counts
 
 
 def sentence(shortfall: Mapping[str, Any], reasons: Mapping[tuple[str, str], str]) -> str:
@@ -212,10 +201,10 @@ def sentence(shortfall: Mapping[str, Any], reasons: Mapping[tuple[str, str], str
     theirs = format_seconds(shortfall["reference_s"])
     key = (row["model"], row["op"]) if shortfall["kind"] == "peer" else ("MAF", "floor")
     reason = reasons.get(key, "No explanation recorded yet: profile this cell.")
-    target = PEER_TARGET if shortfall["kind"] == "peer" else FLOOR_TARGET
     return (
         f"{cell_name(row)}: flowcourse takes {ours}, {shortfall['ratio']:.2f}x "
-        f"{shortfall['reference']} ({theirs}; target at most {target:.1f}x). {reason}"
+        f"{shortfall['reference']} ({theirs}; target at most {shortfall['target']:.1f}x). "
+        f"{reason}"
     )
 
 
@@ -367,17 +356,23 @@ def markdown(
         f"cells and the MLP-floor target in {counts['floor_met']} of {counts['floor_cells']}.",
         "",
     ]
+    for title, body in sections(results, reasons):
+        parts += [f"## {title}", "", body, ""]
+    parts += ["## Parameter counts", "", parameter_table(results), ""]
+    return "\n".join(parts)
+
+
+def sections(
+    results: Mapping[str, Any], reasons: Mapping[tuple[str, str], str]
+) -> Iterator[tuple[str, str]]:
+    """``(title, body)`` per model and operation: the table, then a sentence per missed target."""
     lagging = shortfalls(results)
     for model in MODELS:
         for operation, table in tables(results, model).items():
-            parts += [f"## {model}: {OPERATION_TITLES[operation]}", "", table, ""]
-            mine = [
-                s for s in lagging if s["row"]["model"] == model and s["row"]["op"] == operation
-            ]
-            parts += [f"- {sentence(s, reasons)}" for s in mine]
-            parts += [""] if mine else []
-    parts += ["## Parameter counts", "", parameter_table(results), ""]
-    return "\n".join(parts)
+            mine = [s for s in lagging if (s["row"]["model"], s["row"]["op"]) == (model, operation)]
+            sentences = "\n".join(f"- {sentence(s, reasons)}" for s in mine)
+            body = f"{table}\n\n{sentences}" if sentences else table
+            yield f"{model}: {OPERATION_TITLES[operation]}", body
 
 
 # ---------------------------------------------------------------------------- the plot
@@ -458,24 +453,11 @@ def plot(
     return figure
 
 
-def geometric_mean_ratio(results: Mapping[str, Any], model: str, operation: str) -> float | None:
-    """The geometric mean over cells of flowcourse / fastest peer for (model, operation)."""
-    ratios = [
-        peer_ratio(r)
-        for r in results["results"]
-        if r["model"] == model and r["op"] == operation and "times" in r
-    ]
-    ratios = [r for r in ratios if r is not None]
-    return statistics.geometric_mean(ratios) if ratios else None
-
-
 def main(argv: list[str] | None = None) -> None:
+    from benchmarks.reasons import REASONS
+
     argv = sys.argv[1:] if argv is None else argv
     path = Path(argv[0]) if argv else Path(__file__).with_name("results.json")
-    here = Path(__file__).resolve().parent
-    sys.path.insert(0, str(here))
-    from reasons import REASONS  # benchmarks/reasons.py, next to this file
-
     print(markdown(load(path), REASONS))
 
 

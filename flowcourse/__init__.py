@@ -14,6 +14,7 @@ The sub-packages mirror the book's parts:
 - :mod:`flowcourse.glow`: *Glow*;
 - :mod:`flowcourse.autoregressive`: *MADE*, *MAF*, *IAF*;
 - :mod:`flowcourse.vi`: planar and radial flows (*Variational inference*);
+- :mod:`flowcourse.splines`: rational-quadratic spline layers (*Neural spline flows*);
 - :mod:`flowcourse.continuous`: continuous-time flows and flow matching (*Continuous-time
   flows and flow matching*);
 - :mod:`flowcourse.exercises`: the graded questions and ``check``;
@@ -39,6 +40,7 @@ from flowcourse import (
     permutations,
     preprocessing,
     seeding,
+    splines,
     training,
     vi,
 )
@@ -64,6 +66,7 @@ __all__ = [
     "permutations",
     "preprocessing",
     "seeding",
+    "splines",
     "training",
     "vi",
 ]

@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowcourse.core import Transform
-from flowcourse.coupling.affine import soft_clamp
+from flowcourse.coupling.affine import AffineCoupling
 from flowcourse.coupling.masks import checkerboard_mask
 from flowcourse.nets import ConvNet
 from flowcourse.seeding import seeded
@@ -148,7 +147,15 @@ class UniformDequantizer(nn.Module):
         return f"num_levels={self.num_levels}"
 
 
-class ConditionalAffineCoupling(Transform):
+class _ContextConvNet(ConvNet):
+    """A :class:`~flowcourse.nets.ConvNet` that reads its input and a context image, stacked
+    along the channels (a subclass, so the parameters keep the ConvNet's names)."""
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return super().forward(torch.cat([x, context], 1))
+
+
+class ConditionalAffineCoupling(AffineCoupling):
     r"""An affine coupling on images whose conditioner also reads a context image.
 
     With a mask :math:`m` (1 = kept) and a context :math:`c` (here: the integer image),
@@ -159,10 +166,11 @@ class ConditionalAffineCoupling(Transform):
         s = b \tanh(\tilde s / b), \qquad
         z = m \odot x + (1 - m) \odot \big(x \odot e^{s} + t\big),
 
-    so :math:`\log|\det \partial z/\partial x| = \sum_i (1 - m_i) s_i`, exactly as in
-    :class:`~flowcourse.coupling.AffineCoupling` (Dinh et al. 2017): the context enters only
-    the conditioner, which is never inverted. ``forward(x, context)`` maps data to noise,
-    ``inverse(z, context)`` back; both need the context, of shape
+    so :math:`\log|\det \partial z/\partial x| = \sum_i (1 - m_i) s_i`: it *is*
+    :class:`~flowcourse.coupling.AffineCoupling` (Dinh et al. 2017) with a
+    :class:`~flowcourse.nets.ConvNet` conditioner that also reads :math:`c`; the context
+    enters only the conditioner, which is never inverted. ``forward(x, context)`` maps data
+    to noise, ``inverse(z, context)`` back; both need the context, of shape
     ``(batch, context_channels, height, width)``. A fresh layer is the identity.
 
     Example:
@@ -183,19 +191,17 @@ class ConditionalAffineCoupling(Transform):
         num_hidden_layers: int = 1,
         log_scale_bound: float = 3.0,
     ) -> None:
-        super().__init__()
         check_int(channels, "channels", 1)
         check_int(context_channels, "context_channels", 1)
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.dim() != 3:
             got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
             raise TypeError(f"expected a bool image mask of shape (1, height, width), got {got}")
         bound = check_positive_float(log_scale_bound, "log_scale_bound")
-        self.register_buffer("mask", mask.clone())
-        self.channels, self.context_channels = channels, context_channels
-        self.log_scale_bound = float(bound)
-        self.conditioner = ConvNet(
+        conditioner = _ContextConvNet(
             channels + context_channels, 2 * channels, hidden_channels, num_hidden_layers
         )
+        super().__init__(mask, conditioner, bound, in_channels=channels)
+        self.channels, self.context_channels = channels, context_channels
 
     def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
         """``x`` of shape ``(batch, channels, height, width)`` and a context of shape
@@ -212,21 +218,6 @@ class ConditionalAffineCoupling(Transform):
         expected = (len(x), self.context_channels, height, width)
         if tuple(context.shape) != expected:
             raise ValueError(f"expected context of shape {expected}, got {tuple(context.shape)}")
-
-    def shift_and_log_scale(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        """The shift :math:`t` and clamped log-scale :math:`s`, both zero on the kept values."""
-        keep = self.mask.to(x.dtype)
-        shift, raw_log_scale = self.conditioner(torch.cat([x * keep, context], 1)).chunk(2, 1)
-        log_scale = soft_clamp(raw_log_scale, self.log_scale_bound)
-        return shift * (1 - keep), log_scale * (1 - keep)
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        shift, log_scale = self.shift_and_log_scale(x, context)
-        return x * log_scale.exp() + shift, log_scale.flatten(1).sum(dim=1)
-
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        shift, log_scale = self.shift_and_log_scale(z, context)
-        return (z - shift) * (-log_scale).exp(), -log_scale.flatten(1).sum(dim=1)
 
     def extra_repr(self) -> str:
         return (

@@ -104,11 +104,6 @@ def load(
             (missing, unexpected or differently shaped entries, all listed).
     """
     checkpoint = _read(path, map_location)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ValueError(
-            f"expected a flowcourse checkpoint written by flowcourse.io.save, got "
-            f"{type(checkpoint).__name__} from {os.fspath(path)!r}"
-        )
     from flowcourse import __version__
 
     saved_version = checkpoint.get("flowcourse_version")
@@ -144,33 +139,42 @@ def load(
     return flow.to(map_location).eval()
 
 
-def _read(path: str | os.PathLike, map_location: str | torch.device) -> object:
-    """``torch.load(weights_only=True)``, with an error that says what the file is not."""
-    expected = (
-        "expected a flowcourse checkpoint: a file written by flowcourse.io.save(flow, path) "
-        "(a torch.save file of a dict of tensors, config and versions)"
-    )
+def _read(path: str | os.PathLike, map_location: str | torch.device) -> dict:
+    """``torch.load(weights_only=True)`` of a checkpoint; every way a file can fail to
+    be one raises the same ``ValueError``, which then says what this file is instead."""
+
+    def not_a_checkpoint(what: str) -> ValueError:
+        return ValueError(
+            "expected a flowcourse checkpoint: a file written by flowcourse.io.save(flow, "
+            "path) (a torch.save file of a dict of tensors, config and versions); "
+            f"{os.fspath(path)!r} {what}"
+        )
+
     with open(path, "rb") as file:  # a missing file raises here, saying which
         start = file.read(4)
     # torch.save writes a zip archive (or, in old versions, a pickle: protocol byte 0x80).
     if not (start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"):
-        raise ValueError(
-            f"{expected}; {os.fspath(path)!r} is not a torch.save file (it starts with "
-            f"{start!r}, not with the bytes of a zip archive or a pickle)"
+        raise not_a_checkpoint(
+            f"is not a torch.save file (it starts with {start!r}, not with the bytes of a "
+            "zip archive or a pickle)"
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{expected}; {os.fspath(path)!r} is a torch.save file of Python objects "
-            f"(a whole pickled model, perhaps), which flowcourse does not unpickle "
-            f"because unpickling can run code; save the flow with flowcourse.io.save"
+        raise not_a_checkpoint(
+            "is a torch.save file of Python objects (a whole pickled model, perhaps), which "
+            "flowcourse does not unpickle because unpickling can run code; save the flow "
+            "with flowcourse.io.save"
         ) from error
     except Exception as error:  # torch raises many kinds on a damaged file
-        raise ValueError(
-            f"{expected}; {os.fspath(path)!r} is a damaged or truncated torch.save file: "
-            f"torch could not read it ({type(error).__name__}: {error})"
+        raise not_a_checkpoint(
+            "is a damaged or truncated torch.save file: torch could not read it "
+            f"({type(error).__name__}: {error})"
         ) from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        how = "without" if isinstance(checkpoint, dict) else "instead of a dict with"
+        raise not_a_checkpoint(f'holds a {type(checkpoint).__name__} {how} "format": {FORMAT!r}')
+    return checkpoint
 
 
 def _build(config: dict) -> nn.Module:

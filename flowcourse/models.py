@@ -49,7 +49,7 @@ from flowcourse.glow import Invertible1x1Conv, LUInvertible1x1Conv, glow_multisc
 from flowcourse.permutations import RandomPermutation, ReversePermutation
 from flowcourse.seeding import seeded
 from flowcourse.splines import MaskedRationalQuadraticAutoregressive, RationalQuadraticCoupling
-from flowcourse.validation import check_int, check_positive_float, check_positive_int
+from flowcourse.validation import check_int, check_positive_int
 from flowcourse.vi import Planar, Radial
 
 __all__ = [
@@ -157,21 +157,13 @@ def realnvp(
         tensor([-1.8379], grad_fn=<AddBackward0>)
     """
     config = _config("realnvp", locals())
-    _check_coupling_features(features)
-    check_positive_int(num_layers, "num_layers")
 
-    def coupling() -> Transform:
+    def coupling(mask: torch.Tensor) -> Transform:
         return AffineCoupling.for_vectors(
-            half_mask(features),
-            hidden_features,
-            num_hidden_layers,
-            log_scale_bound,
-            context_features,
+            mask, hidden_features, num_hidden_layers, log_scale_bound, context_features
         )
 
-    with seeded(seed):
-        transform = _with_reversals([coupling() for _ in range(num_layers)], features)
-    return _flow(transform, features, config, context_features)
+    return _coupling_flow(config, coupling, features, num_layers, seed, context_features)
 
 
 def maf(
@@ -207,10 +199,9 @@ def maf(
         torch.Size([4])
     """
     config = _config("maf", locals())
-    layer = MaskedAffineAutoregressive
     return _autoregressive_flow(
         config,
-        layer,
+        MaskedAffineAutoregressive,
         features,
         num_layers,
         hidden_features,
@@ -251,10 +242,9 @@ def iaf(
         (torch.Size([4, 2]), torch.Size([4]))
     """
     config = _config("iaf", locals())
-    layer = InverseAutoregressive
     return _autoregressive_flow(
         config,
-        layer,
+        InverseAutoregressive,
         features,
         num_layers,
         hidden_features,
@@ -286,11 +276,7 @@ def planar(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
         torch.Size([5])
     """
     config = _config("planar", locals())
-    check_positive_int(features, "features")
-    check_positive_int(num_layers, "num_layers")
-    with seeded(seed):
-        layers = [Planar(features, seed=seed + k) for k in range(num_layers)]
-    return _flow(Compose(*layers), features, config)
+    return _stack_flow(config, Planar, features, num_layers, seed)
 
 
 def radial(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
@@ -316,11 +302,7 @@ def radial(features: int, num_layers: int = 16, seed: int = 0) -> Flow:
         torch.Size([5, 2])
     """
     config = _config("radial", locals())
-    check_positive_int(features, "features")
-    check_positive_int(num_layers, "num_layers")
-    with seeded(seed):
-        layers = [Radial(features, seed=seed + k) for k in range(num_layers)]
-    return _flow(Compose(*layers), features, config)
+    return _stack_flow(config, Radial, features, num_layers, seed)
 
 
 def realnvp_image(
@@ -480,10 +462,34 @@ def _autoregressive_flow(
     return _flow(Compose(*layers), features, config, context_features)
 
 
-def _with_reversals(layers: list[Transform], features: int) -> Compose:
-    """The layers with a :class:`ReversePermutation` between consecutive ones."""
+def _coupling_flow(
+    config: dict,
+    coupling: Callable[[torch.Tensor], Transform],
+    features: int,
+    num_layers: int,
+    seed: int,
+    context_features: int,
+) -> Flow:
+    """``num_layers`` couplings ``coupling(half_mask(features))``, each keeping the first
+    half, with a :class:`ReversePermutation` between consecutive ones (RealNVP, NSF)."""
+    _check_coupling_features(features)
+    check_positive_int(num_layers, "num_layers")
+    with seeded(seed):
+        layers = [coupling(half_mask(features)) for _ in range(num_layers)]
     between = [[ReversePermutation(features), layer] for layer in layers[1:]]
-    return Compose(*layers[:1], *[t for pair in between for t in pair])
+    transform = Compose(*layers[:1], *[t for pair in between for t in pair])
+    return _flow(transform, features, config, context_features)
+
+
+def _stack_flow(
+    config: dict, layer: Callable[..., Transform], features: int, num_layers: int, seed: int
+) -> Flow:
+    """``num_layers`` layers ``layer(features, seed=seed + k)`` (planar, radial)."""
+    check_positive_int(features, "features")
+    check_positive_int(num_layers, "num_layers")
+    check_int(seed, "seed")
+    layers = [layer(features, seed=seed + k) for k in range(num_layers)]
+    return _flow(Compose(*layers), features, config)
 
 
 def _alternating_order(features: int, layer: int) -> torch.Tensor:
@@ -499,11 +505,6 @@ def _choose(
         valid = ", ".join(repr(k) for k in choices)
         raise ValueError(f"expected {name} to be one of {valid}, got {key!r}")
     return choices[key]
-
-
-def _check_positive(**values: object) -> None:
-    for name, value in values.items():
-        check_positive_int(value, name)
 
 
 def _check_coupling_features(features: object) -> None:
@@ -522,10 +523,6 @@ def _check_image_shape(image_shape: object) -> tuple[int, int, int]:
         check_positive_int(s, "every size in image_shape") for s in image_shape
     )
     return channels, height, width
-
-
-#: The old name of :func:`flowcourse.seeding.seeded`, for the factories that still use it.
-_seeded = seeded
 
 
 # ------------------------------------------------------------- neural spline flows
@@ -565,22 +562,13 @@ def nsf_coupling(
         torch.Size([3])
     """
     config = _config("nsf_coupling", locals())
-    _check_coupling_features(features)
-    check_positive_int(num_layers, "num_layers")
 
-    def coupling() -> Transform:
+    def coupling(mask: torch.Tensor) -> Transform:
         return RationalQuadraticCoupling.for_vectors(
-            half_mask(features),
-            hidden_features,
-            num_hidden_layers,
-            num_bins,
-            bound,
-            context_features,
+            mask, hidden_features, num_hidden_layers, num_bins, bound, context_features
         )
 
-    with seeded(seed):
-        transform = _with_reversals([coupling() for _ in range(num_layers)], features)
-    return _flow(transform, features, config, context_features)
+    return _coupling_flow(config, coupling, features, num_layers, seed, context_features)
 
 
 def nsf_autoregressive(
@@ -616,8 +604,6 @@ def nsf_autoregressive(
         torch.Size([4, 3])
     """
     config = _config("nsf_autoregressive", locals())
-    check_positive_int(num_bins, "num_bins")
-    check_positive_float(bound, "bound")
 
     def layer(*args: object, **kwargs: object) -> Transform:
         return MaskedRationalQuadraticAutoregressive(
@@ -672,7 +658,6 @@ def cnf(
         torch.Size([3])
     """
     config = _config("cnf", locals())
-    _check_positive(features=features, hidden_features=hidden_features)
-    with _seeded(seed):
+    with seeded(seed):
         velocity = VelocityMLP(features, hidden_features, num_hidden_layers)
     return _flow(ContinuousFlow(velocity, num_steps=num_steps, method=method), features, config)

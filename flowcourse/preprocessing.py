@@ -60,11 +60,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flowcourse.core import Transform
-from flowcourse.dequantisation import FlowWithDequantizer as FlowWithDequantizer
-from flowcourse.dequantisation import UniformDequantizer as UniformDequantizer
-from flowcourse.dequantisation import VariationalDequantizer as VariationalDequantizer
-from flowcourse.dequantisation import check_levels, check_num_levels
-from flowcourse.validation import check_tensor
+from flowcourse.dequantisation import (
+    UniformDequantizer,
+    VariationalDequantizer,
+    check_levels,
+    check_num_levels,
+)
+from flowcourse.validation import check_positive_int, check_tensor
 
 __all__ = [
     "dequantize",
@@ -77,9 +79,6 @@ __all__ = [
     "VariationalDequantizeLogit",
     "evaluate_bits_per_dim",
 ]
-
-
-_check_num_levels = check_num_levels
 
 
 def _check_batched(x: object, name: str) -> Tensor:
@@ -120,7 +119,7 @@ def quantize(y: Tensor, num_levels: int) -> Tensor:
         >>> quantize(torch.tensor([-0.1, 0.3, 0.99, 1.2]), num_levels=4)
         tensor([0., 1., 3., 3.])
     """
-    num_levels = _check_num_levels(num_levels)
+    num_levels = check_num_levels(num_levels)
     y = check_tensor(y, "y")
     return torch.floor(y * num_levels).clamp(0, num_levels - 1)
 
@@ -209,9 +208,8 @@ def bits_per_dim(log_prob_y_nats: Tensor | float, num_dims: int, num_levels: int
         >>> round(bits_per_dim(0.0, num_dims=64, num_levels=17), 4)  # uniform model
         4.0875
     """
-    num_levels = _check_num_levels(num_levels)
-    if isinstance(num_dims, bool) or not isinstance(num_dims, int) or num_dims < 1:
-        raise ValueError(f"expected num_dims to be a positive int, got {num_dims!r}")
+    num_levels = check_num_levels(num_levels)
+    check_positive_int(num_dims, "num_dims")
     return -(log_prob_y_nats - num_dims * math.log(num_levels)) / (num_dims * math.log(2))
 
 
@@ -252,7 +250,7 @@ class Dequantize:
     """
 
     def __init__(self, num_levels: int) -> None:
-        self.num_levels = _check_num_levels(num_levels)
+        self.num_levels = check_num_levels(num_levels)
 
     def __call__(
         self, levels: Tensor, generator: torch.Generator | None = None
@@ -283,7 +281,7 @@ class DequantizeLogit:
     """
 
     def __init__(self, num_levels: int, alpha: float = 0.05) -> None:
-        self.num_levels = _check_num_levels(num_levels)
+        self.num_levels = check_num_levels(num_levels)
         self.logit = LogitTransform(alpha)
 
     def __call__(

@@ -25,8 +25,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -252,9 +252,8 @@ def fit(
     _check_optimiser(learning_rate, max_grad_norm)
     device = _prepare(flow, device)
     loop = _Loop(flow, device, preprocess, batch_size, seed, max_steps, num_levels, train)
-    with seeded(seed, device):
-        optimizer = _adam(flow, learning_rate)
-        stopping = _EarlyStopping(patience)
+    stopping = _EarlyStopping(patience)
+    with _training(flow, learning_rate, seed, device, loop.history) as optimizer:
         bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress)
         for epoch in bar:
             postfix = {"train": loop.train_epoch(optimizer, max_grad_norm, epoch)}
@@ -265,9 +264,7 @@ def fit(
             if loop.history.stopped_early or loop.out_of_steps():
                 break
         bar.close()
-    stopping.restore(flow)
-    flow.eval()
-    loop.history.seconds = time.perf_counter() - loop.start
+        stopping.restore(flow)
     return loop.history
 
 
@@ -332,9 +329,7 @@ def fit_reverse_kl(
     _check_optimiser(learning_rate, max_grad_norm)
     device = _prepare(flow, device)
     history = ReverseKLHistory()
-    start = time.perf_counter()
-    with seeded(seed, device):
-        optimizer = _adam(flow, learning_rate)
+    with _training(flow, learning_rate, seed, device, history) as optimizer:
         bar = tqdm(range(steps), desc="fit_reverse_kl", unit="step", disable=not progress)
         for step in bar:
             x, log_q = flow.sample_and_log_prob(batch_size)
@@ -355,8 +350,6 @@ def fit_reverse_kl(
             if step % 10 == 0 or step == steps - 1:
                 bar.set_postfix({"KL bound": f"{bound:.3f} nats", "beta": f"{beta:.2f}"})
         bar.close()
-    flow.eval()
-    history.seconds = time.perf_counter() - start
     return history
 
 
@@ -374,9 +367,23 @@ def _prepare(flow: nn.Module, device: str | torch.device) -> torch.device:
     return device
 
 
-def _adam(flow: nn.Module, learning_rate: float) -> torch.optim.Adam:
-    flow.train()
-    return torch.optim.Adam(flow.parameters(), lr=learning_rate)
+@contextmanager
+def _training(
+    flow: nn.Module,
+    learning_rate: float,
+    seed: int,
+    device: torch.device,
+    history: History | ReverseKLHistory,
+) -> Iterator[torch.optim.Adam]:
+    """Both loops' frame: seeded, an Adam optimiser, the flow in train mode; afterwards
+    the flow in eval mode and the seconds taken in ``history.seconds``."""
+    start = time.perf_counter()
+    with seeded(seed, device):
+        optimizer = torch.optim.Adam(flow.parameters(), lr=learning_rate)
+        flow.train()
+        yield optimizer
+    flow.eval()
+    history.seconds = time.perf_counter() - start
 
 
 def _check_optimiser(learning_rate: object, max_grad_norm: object) -> None:
@@ -497,7 +504,6 @@ class _Loop:
         self.shuffle_generator = torch.Generator().manual_seed(seed)
         self.noise_generator = torch.Generator(device=device).manual_seed(seed)
         self.history = History()
-        self.start = time.perf_counter()
 
     def loss(self, data: Tensor, context: Tensor | None, generator: torch.Generator) -> Tensor:
         """The negative log-likelihood of every sample of a batch, in nats."""

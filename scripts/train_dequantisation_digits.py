@@ -13,11 +13,12 @@ the same budget: the same epochs, batch size, learning rate, seed and optimiser 
 
 Both keep the weights of their best epoch on the last ``VALIDATION_IMAGES`` training
 images (measured with their own bound; no early stopping, so both take every step). The
-test split is never seen in training. Then the test bits/dim of both bounds are printed
-(``evaluate_bits_per_dim`` with ``DRAWS`` seeded noise draws) and three checkpoints are
-written: ``realnvp_digits_uniform.pt``, ``realnvp_digits_variational.pt`` (flows, loaded
-with ``flowcourse.io.load``) and ``realnvp_digits_dequantizer.pt`` (loaded with
-``io.load(path, flow=VariationalDequantizer(IMAGE_SHAPE, NUM_LEVELS))``).
+test split is never seen in training. The split, the logit's margin ``ALPHA`` and the
+checkpoint folder are those of ``digits_checkpoint.py``. Then the test bits/dim of both
+bounds are printed (``evaluate_bits_per_dim`` with ``DRAWS`` seeded noise draws) and three
+checkpoints are written: ``realnvp_digits_uniform.pt``, ``realnvp_digits_variational.pt``
+(flows, loaded with ``flowcourse.io.load``) and ``realnvp_digits_dequantizer.pt`` (loaded
+with ``io.load(path, flow=VariationalDequantizer(IMAGE_SHAPE, NUM_LEVELS))``).
 
 Deterministic (seeded, CPU, one thread). Usage::
 
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from digits_checkpoint import ALPHA, CHECKPOINTS, VALIDATION_IMAGES
 from train_realnvp_digits import MODEL
 
 from flowcourse import io, models
@@ -44,11 +46,8 @@ from flowcourse.preprocessing import (
 )
 from flowcourse.training import fit
 
-ALPHA = 0.05  # the logit's margin, as in the chapter
-VALIDATION_IMAGES = 144  # as in digits_checkpoint.py
 DRAWS = 4  # dequantisation draws per test image, as in the chapter
 TRAINING = {"epochs": 100, "batch_size": 64, "learning_rate": 1e-3, "seed": 0}
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints"
 
 
 def count(module: torch.nn.Module) -> int:

@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 
 import torch
+from digits_checkpoint import ALPHA, CHECKPOINTS
 
 from flowcourse import io, models
 from flowcourse.continuous import fit_flow_matching
 from flowcourse.data import NUM_LEVELS, load_digits_tensors
 from flowcourse.preprocessing import DequantizeLogit, evaluate_bits_per_dim
 
-ALPHA = 0.05  # the logit's margin (RealNVP's value); the chapters use the same
 MODEL = {
     "features": 64,
     "hidden_features": 256,
@@ -44,7 +44,6 @@ MODEL = {
     "seed": 0,
 }
 TRAINING = {"steps": 12_000, "batch_size": 128, "learning_rate": 1e-3, "seed": 0}
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints"
 
 
 def main() -> None:

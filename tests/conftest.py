@@ -4,10 +4,19 @@
 oversubscribe the machine and slow the Jacobian tests about tenfold.
 """
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 
 torch.set_num_threads(1)
+
+# The same examples on every run, so that CI cannot fail by luck; explore new ones
+# locally with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="module")

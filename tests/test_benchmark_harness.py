@@ -2,7 +2,8 @@
 
 - every library builds every model at a tiny size, scores and samples with the right
   shapes, and matched models have the same parameter count (peers that are not
-  installed are skipped, with the reason);
+  installed are skipped, with the reason); flowcourse with its checks off skips the
+  finiteness check and restores the mode;
 - the NICE cross-check agrees to round-off and notices a wrong weight;
 - the timer interleaves, warms up and records one value per repeat;
 - the report turns a small results file into tables, verdicts, sentences and a plot,
@@ -21,26 +22,20 @@ import pytest
 import torch
 
 from benchmarks import libraries, report, run, timing
+from flowcourse.validation import validation_mode
 
 PEERS_INSTALLED = [name for name in report.PEERS if importlib.util.find_spec(name) is not None]
 MISSING = sorted(set(report.PEERS) - set(PEERS_INSTALLED))
 needs_peers = pytest.mark.skipif(
     bool(MISSING), reason=f"not installed: {MISSING} (pip install -r requirements-bench.txt)"
 )
-LIBRARIES = ["flowcourse", *PEERS_INSTALLED]
-
-
-def test_report_and_harness_use_the_same_names() -> None:
-    # report.py is loaded on its own by the book's results page, so it repeats the names.
-    assert report.MODELS == libraries.MODELS
-    assert report.FLOOR == libraries.FLOOR
-    assert report.OPERATIONS == timing.OPERATIONS
-    assert set(report.PEERS) | {"flowcourse"} == set(libraries.LIBRARIES)
+LIBRARIES = ["flowcourse", libraries.UNCHECKED, *PEERS_INSTALLED]
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("kind", libraries.MODELS)
 def test_every_library_scores_and_samples(library: str, kind: str) -> None:
+    mode = validation_mode()
     model = libraries.build(library, kind, features=4, hidden=8)
     x = torch.randn(5, 4)
     log_prob = model.log_prob(x)
@@ -50,6 +45,7 @@ def test_every_library_scores_and_samples(library: str, kind: str) -> None:
     assert grads and all(g is not None for g in grads), f"{library} {kind}: no gradient"
     with torch.no_grad():
         assert model.sample(3).shape == (3, 4)
+    assert validation_mode() == mode, "the checks-off variant did not restore the mode"
 
 
 @needs_peers
@@ -64,6 +60,13 @@ def test_matched_models_have_the_same_parameter_count(kind: str, features: int, 
     if kind == "MAF":  # the floor has the MADEs' matrices, without their masks
         floor = libraries.build(libraries.FLOOR, kind, features, hidden)
         assert libraries.parameter_count(floor) == counts["flowcourse"]
+
+
+def test_the_checks_off_variant_skips_the_finiteness_check() -> None:
+    nan = torch.full((2, 4), float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        libraries.build("flowcourse", "NICE", 4, 8).log_prob(nan)
+    assert torch.isnan(libraries.build(libraries.UNCHECKED, "NICE", 4, 8).log_prob(nan)).all()
 
 
 def test_the_floor_is_only_for_maf() -> None:
@@ -168,8 +171,8 @@ def fake_results() -> dict:
     fast = {"flowcourse": 0.001, "zuko": 0.002, "nflows": 0.003, "normflows": 0.004}
     slow = {"flowcourse": 0.006, "zuko": 0.005, "nflows": 0.003, "normflows": 0.004}
     rows = [
-        _cell("MAF", "log_prob", 2, {**fast, report.FLOOR: 0.0005}),  # 2x the floor: missed
-        _cell("MAF", "log_prob", 8, {**fast, report.FLOOR: 0.0009}),  # ahead of everything
+        _cell("MAF", "log_prob", 2, {**fast, libraries.FLOOR: 0.0005}),  # 2x the floor: missed
+        _cell("MAF", "log_prob", 8, {**fast, libraries.FLOOR: 0.0009}),  # ahead of everything
         _cell("MAF", "sample", 2, slow),  # behind nflows: a sentence
         _cell("MAF", "sample", 8, {}, skipped="not timed: capped"),
         _cell("IAF", "sample", 2, slow),  # behind, but IAF sampling has no target
@@ -213,12 +216,28 @@ def test_tables_have_a_row_per_cell_and_mark_capped_and_missing_ones() -> None:
     tables = report.tables(results, "MAF")
     assert set(tables) == {"log_prob", "sample"}
     log_prob_rows = tables["log_prob"].splitlines()[2:]
-    assert len(log_prob_rows) == 2 and report.FLOOR in tables["log_prob"]
+    assert len(log_prob_rows) == 2 and libraries.FLOOR in tables["log_prob"]
     assert "2.00x **missed**" in log_prob_rows[0]  # the floor ratio of D = 2
     assert "capped" in tables["sample"].splitlines()[-1]
     iaf = report.tables(results, "IAF")
     assert "(no target)" in iaf["sample"]
     assert "| n/a |" in iaf["train_step"]  # zuko has no IAF in this fake file
+
+
+def test_sections_put_each_sentence_under_its_own_table() -> None:
+    results = fake_results()
+    reasons = {("MAF", "sample"): "Because of the passes."}
+    sections = dict(report.sections(results, reasons))
+    cells = [("MAF", "log_prob"), ("MAF", "sample"), ("IAF", "train_step"), ("IAF", "sample")]
+    titles = [f"{model}: {report.OPERATION_TITLES[op]}" for model, op in cells]
+    assert list(sections) == titles  # the order of libraries.MODELS and timing.OPERATIONS
+    assert sections[titles[0]].startswith(report.tables(results, "MAF")["log_prob"])
+    assert sections[titles[0]].count("\n- ") == 1 and "MLP floor (" in sections[titles[0]]
+    assert sections[titles[1]].endswith("Because of the passes.")
+    assert "No explanation recorded" in sections[titles[2]]
+    assert sections[titles[3]] == report.tables(results, "IAF")["sample"]  # no target: no sentence
+    markdown = report.markdown(results, reasons)
+    assert all(f"## {title}\n\n{body}\n" in markdown for title, body in sections.items())
 
 
 def test_markdown_report_states_machine_versions_date_and_mismatched_counts() -> None:
@@ -240,7 +259,7 @@ def test_plot_has_a_panel_per_model_and_operation() -> None:
     try:
         assert len(figure.axes) == 2 * 3
         lines = {line.get_label() for line in figure.axes[1].get_lines()}  # MAF log_prob
-        assert {"flowcourse", report.FLOOR} <= lines
+        assert {"flowcourse", libraries.FLOOR} <= lines
     finally:
         plt.close(figure)
 

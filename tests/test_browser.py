@@ -224,11 +224,10 @@ class LoopbackServer:
     def __post_init__(self) -> None:
         requests = self.requests
         inject = self.inject
-        directory = self.directory
 
         class Handler(SimpleHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = directory / unquote(urlsplit(self.path).path).lstrip("/")
+                path = Path(self.translate_path(self.path))
                 if not (inject and path.suffix == ".html" and path.is_file()):
                     super().do_GET()
                     return

@@ -391,17 +391,21 @@ def test_flow_matching_learns_a_gaussian_and_its_exact_likelihood():
     assert float((model - truth).mean().abs()) < 0.05, float((model - truth).mean())
 
 
-def test_fit_flow_matching_is_deterministic():
+def test_fit_flow_matching_is_deterministic_and_leaves_the_global_random_state():
     data = torch.randn(300, 2)
     losses = []
-    for _ in range(2):
+    for seed in (3, 3, 4):
         flow = models.cnf(2, hidden_features=8, num_hidden_layers=1)
+        state = torch.get_rng_state()
         losses.append(
             fit_flow_matching(
-                flow, data, steps=5, batch_size=64, device="cpu", progress=False, seed=3
+                flow, data, steps=5, batch_size=64, device="cpu", progress=False, seed=seed
             ).step_loss
         )
+        assert torch.equal(torch.get_rng_state(), state)
+        assert not flow.training
     assert losses[0] == losses[1]
+    assert losses[0] != losses[2]  # the seed draws the batches, the times and the noise
 
 
 # ------------------------------------------------------------------------ bad inputs
@@ -475,6 +479,9 @@ def test_bad_input_to_the_parts_raises():
         (dict(steps=0), ValueError, "steps"),
         (dict(batch_size=-1), ValueError, "batch_size"),
         (dict(learning_rate=0.0), ValueError, "learning_rate"),
+        (dict(learning_rate=float("inf")), ValueError, "learning_rate"),
+        (dict(learning_rate="fast"), TypeError, "learning_rate"),
+        (dict(max_grad_norm=-1.0), ValueError, "max_grad_norm"),
         (dict(preprocess=3), TypeError, "preprocess"),
     ],
 )

@@ -6,7 +6,6 @@ exact probabilities come from quadrature, independently of the code under test.
 
 from __future__ import annotations
 
-import doctest
 import math
 from importlib.resources import as_file, files
 
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-import flowcourse.dequantisation
 from flowcourse import io, models
 from flowcourse.coupling import checkerboard_mask
 from flowcourse.dequantisation import (
@@ -43,11 +41,6 @@ def random_dequantizer(image_shape=(1, 2, 3), num_levels=5, seed=0, scale=0.3, h
 def random_levels(batch, image_shape, num_levels, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, num_levels, (batch, *image_shape), generator=generator).double()
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(flowcourse.dequantisation)
-    assert result.attempted >= 5 and result.failed == 0
 
 
 # --- the conditional coupling --------------------------------------------------------------

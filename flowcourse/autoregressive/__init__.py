@@ -17,7 +17,7 @@ from flowcourse.autoregressive.made import (
     natural_order,
     random_order,
 )
-from flowcourse.autoregressive.maf import MaskedAffineAutoregressive
+from flowcourse.autoregressive.maf import MaskedAffineAutoregressive, MaskedAutoregressive
 from flowcourse.autoregressive.posterior import IAFPosterior, IAFPosteriorTransform
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "hidden_degrees",
     "natural_order",
     "random_order",
+    "MaskedAutoregressive",
     "MaskedAffineAutoregressive",
     "InverseAutoregressive",
     "GatedInverseAutoregressive",

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from flowcourse.autoregressive.inversion import autoregressive_inverse
-from flowcourse.autoregressive.maf import _AffineAutoregressive, _MaskedAutoregressive
+from flowcourse.autoregressive.maf import MaskedAutoregressive, _AffineAutoregressive
 
 __all__ = ["InverseAutoregressive", "GatedInverseAutoregressive"]
 
@@ -58,7 +58,7 @@ class InverseAutoregressive(_AffineAutoregressive):
         return autoregressive_inverse(solve, x, self.order)
 
 
-class GatedInverseAutoregressive(_MaskedAutoregressive):
+class GatedInverseAutoregressive(MaskedAutoregressive):
     r"""The gated IAF step of Kingma et al. (2016), Algorithm 1, as a transform.
 
     The MADE reads the noise (and an optional context :math:`h`) and returns

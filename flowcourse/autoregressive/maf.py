@@ -23,11 +23,22 @@ from flowcourse.validation import (
     check_positive_float,
 )
 
-__all__ = ["MaskedAffineAutoregressive"]
+__all__ = ["MaskedAutoregressive", "MaskedAffineAutoregressive"]
 
 
-class _MaskedAutoregressive(Transform):
-    """What every MADE-based layer shares: the MADE, its ordering, and its input check."""
+class MaskedAutoregressive(Transform):
+    r"""The base of every MADE-based layer: a MADE, its ordering, and its input check.
+
+    It holds ``self.made``, a :class:`~flowcourse.autoregressive.MADE` over ``features``
+    inputs with ``output_multiplier`` outputs per feature (and a context of
+    ``context_features`` values, if any), and checks that an input is a ``(batch,
+    features)`` tensor with the layer's dtype and device and the context it was built
+    for. A subclass computes its map from ``self.made(u, context)`` and runs its
+    :math:`D`-pass direction with
+    :func:`~flowcourse.autoregressive.autoregressive_inverse` over ``self.order``:
+    MAF's and IAF's affine layers (2 outputs per feature), the gated IAF step, and the
+    spline layer of the chapter *Neural spline flows* (:math:`3K - 1` outputs).
+    """
 
     def __init__(
         self,
@@ -37,6 +48,8 @@ class _MaskedAutoregressive(Transform):
         order: Tensor | Sequence[int] | None,
         seed: int,
         context_features: int,
+        *,
+        output_multiplier: int = 2,
     ) -> None:
         super().__init__()
         self.features = features
@@ -44,7 +57,7 @@ class _MaskedAutoregressive(Transform):
             features,
             hidden_features,
             num_hidden_layers,
-            output_multiplier=2,
+            output_multiplier=output_multiplier,
             order=order,
             seed=seed,
             context_features=context_features,
@@ -66,7 +79,7 @@ class _MaskedAutoregressive(Transform):
         check_context(context, self.context_features, x.shape[0], self)
 
 
-class _AffineAutoregressive(_MaskedAutoregressive):
+class _AffineAutoregressive(MaskedAutoregressive):
     """A MADE that outputs a shift and a soft-clamped log-scale: shared by MAF and IAF."""
 
     def __init__(

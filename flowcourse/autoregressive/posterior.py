@@ -16,6 +16,7 @@ from flowcourse.core import Flow, StandardNormal, Transform
 from flowcourse.nets import MLP
 from flowcourse.seeding import seeded
 from flowcourse.validation import (
+    check_context,
     check_features,
     check_int,
     check_matches_module,
@@ -79,17 +80,15 @@ class IAFPosteriorTransform(Transform):
             log_abs_det = log_abs_det + step_log_abs_det
         return (x - mu) * torch.exp(-log_sigma), log_abs_det
 
+    @property
+    def context_features(self) -> int:
+        r"""The size of the context, :math:`(\mu, \log\sigma, h)` concatenated."""
+        return 2 * self.latent_features + self.h_features
+
     def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
         name = "z" if inverse else "x"
         x = check_matches_module(check_features(x, self.latent_features, name), self, name)
-        expected = 2 * self.latent_features + self.h_features
-        if context is None:
-            raise ValueError(f"expected a context (mu, log_sigma, h) of shape (batch, {expected})")
-        context = check_matches_module(check_features(context, expected, "context"), self)
-        if context.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"expected one context row per sample ({x.shape[0]}), got {context.shape[0]}"
-            )
+        check_context(context, self.context_features, x.shape[0], self)
 
 
 class IAFPosterior(Flow):
@@ -175,9 +174,21 @@ class IAFPosterior(Flow):
             context_features=data_features,
             embedding=encoder,
         )
-        self.data_features = data_features
-        self.latent_features = latent_features
-        self.h_features = h_features
+
+    @property
+    def data_features(self) -> int:
+        """The size of one data vector :math:`x`: the flow's context."""
+        return self.context_features
+
+    @property
+    def latent_features(self) -> int:
+        """The size of one latent :math:`z`."""
+        return self.transform.latent_features
+
+    @property
+    def h_features(self) -> int:
+        """The size of the encoder's extra output :math:`h`."""
+        return self.transform.h_features
 
     @property
     def encoder(self) -> nn.Module:

@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 
 from flowcourse.continuous.cnf import ContinuousFlow
 from flowcourse.core import Flow
+from flowcourse.seeding import seeded
 from flowcourse.training import Preprocess, pick_device
-from flowcourse.validation import check_positive_int, check_tensor
+from flowcourse.validation import check_positive_float, check_positive_int, check_tensor
 
 __all__ = [
     "straight_path",
@@ -172,12 +173,9 @@ def fit_flow_matching(
         )
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, int | float)
-        or not learning_rate > 0
-    ):
-        raise ValueError(f"expected learning_rate to be a positive number, got {learning_rate!r}")
+    check_positive_float(learning_rate, "learning_rate")
+    if max_grad_norm is not None:
+        check_positive_float(max_grad_norm, "max_grad_norm")
     if preprocess is not None and not callable(preprocess):
         raise TypeError(f"expected preprocess to be callable, got {type(preprocess).__name__}")
     parameters = [p for p in velocity.parameters() if p.requires_grad]
@@ -192,11 +190,7 @@ def fit_flow_matching(
     dtype = parameters[0].dtype
     history = FlowMatchingHistory()
     start = time.perf_counter()
-    devices = [] if device.type == "cpu" else [device]
-    with torch.random.fork_rng(
-        devices=devices, device_type="cuda" if device.type == "cpu" else device.type
-    ):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         shuffle = torch.Generator().manual_seed(seed)
         noise = torch.Generator(device=device).manual_seed(seed)
         optimizer = torch.optim.Adam(parameters, lr=learning_rate)
@@ -233,8 +227,6 @@ def fit_flow_matching(
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss_value:.3f}")
         bar.close()
-    velocity.eval()
-    if isinstance(model, nn.Module):
-        model.to(device).eval()
+    model.to(device).eval()  # the velocity field is model itself or one of its parts
     history.seconds = time.perf_counter() - start
     return history

@@ -53,8 +53,7 @@ class VelocityMLP(nn.Module):
     ) -> None:
         super().__init__()
         self.features = check_positive_int(features, "features")
-        check_positive_int(hidden_features, "hidden_features")
-        check_positive_int(num_hidden_layers, "num_hidden_layers")
+        # MLP checks hidden_features and num_hidden_layers under their own names.
         self.net = MLP(features + 1, features, hidden_features, num_hidden_layers, activation)
 
     def forward(self, z: Tensor, t: float | Tensor) -> Tensor:

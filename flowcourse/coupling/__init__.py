@@ -8,6 +8,7 @@ log-determinant is a cheap sum. Taught in the chapters *NICE* and *RealNVP*.
 
 from flowcourse.coupling.additive import AdditiveCoupling
 from flowcourse.coupling.affine import AffineCoupling, soft_clamp
+from flowcourse.coupling.base import Coupling
 from flowcourse.coupling.masks import (
     alternating_mask,
     channel_mask,
@@ -21,6 +22,7 @@ from flowcourse.coupling.squeeze import Squeeze
 __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
+    "Coupling",
     "DiagonalScaling",
     "MultiScale",
     "Squeeze",

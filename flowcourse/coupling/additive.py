@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from flowcourse.core import Transform
-from flowcourse.coupling.masks import (
-    check_coupling_input,
-    check_image_mask,
-    check_mask,
-    check_vector_mask,
-)
+from flowcourse.coupling.base import Coupling
+from flowcourse.coupling.masks import check_image_mask, check_vector_mask
 from flowcourse.nets import ConvNet, CouplingMLP
-from flowcourse.validation import check_int
 
 __all__ = ["AdditiveCoupling"]
 
 
-class AdditiveCoupling(Transform):
+class AdditiveCoupling(Coupling):
     r"""The additive coupling layer of NICE (Dinh et al. 2015).
 
     With a binary mask :math:`m` (1 = kept) and a conditioner :math:`t`, the forward map
@@ -62,16 +56,9 @@ class AdditiveCoupling(Transform):
         in_channels: int | None = None,
         context_features: int = 0,
     ) -> None:
-        super().__init__()
-        if not isinstance(conditioner, nn.Module):
-            kind = type(conditioner).__name__
-            raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
-        if in_channels is not None:
-            check_image_mask(mask, in_channels)
-        self.register_buffer("mask", check_mask(mask).clone())
-        self.in_channels = in_channels
-        self.context_features = check_int(context_features, "context_features", 0)
-        self.conditioner = conditioner
+        super().__init__(
+            mask, conditioner, in_channels=in_channels, context_features=context_features
+        )
 
     @classmethod
     def for_vectors(
@@ -101,23 +88,16 @@ class AdditiveCoupling(Transform):
 
     def shift(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The shift :math:`(1 - m) \odot t(m \odot x)`; it is zero on the kept values."""
-        keep = self.mask.to(x.dtype)
-        if context is None:
-            shift = self.conditioner(x * keep)
-        else:
-            shift = self.conditioner(x * keep, context)
+        shift = self.conditioner_output(x, context)
         if shift.shape != x.shape:
             raise ValueError(
                 f"expected the conditioner to return shape {tuple(x.shape)} (the input's), "
                 f"got {tuple(shift.shape)}"
             )
-        return shift * (1 - keep)
+        return shift * (1 - self.mask.to(x.dtype))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x + self.shift(x, context), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return z - self.shift(z, context), z.new_zeros(z.shape[0])
-
-    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
-        check_coupling_input(self, x, inverse, context)

@@ -5,18 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from flowcourse.core import Transform
-from flowcourse.coupling.masks import (
-    check_coupling_input,
-    check_image_mask,
-    check_mask,
-    check_vector_mask,
-)
+from flowcourse.coupling.base import Coupling
+from flowcourse.coupling.masks import check_image_mask, check_vector_mask
 from flowcourse.nets import ConvNet, CouplingMLP
-from flowcourse.validation import (
-    check_int,
-    check_positive_float,
-)
+from flowcourse.validation import check_positive_float
 
 __all__ = ["AffineCoupling", "soft_clamp"]
 
@@ -34,7 +26,7 @@ def soft_clamp(raw: Tensor, bound: float) -> Tensor:
     return bound * torch.tanh(raw / bound)
 
 
-class AffineCoupling(Transform):
+class AffineCoupling(Coupling):
     r"""The affine coupling layer of RealNVP (Dinh et al. 2017).
 
     With a binary mask :math:`m` (1 = kept) and a conditioner that maps
@@ -91,17 +83,10 @@ class AffineCoupling(Transform):
         in_channels: int | None = None,
         context_features: int = 0,
     ) -> None:
-        super().__init__()
-        if not isinstance(conditioner, nn.Module):
-            kind = type(conditioner).__name__
-            raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
+        super().__init__(
+            mask, conditioner, in_channels=in_channels, context_features=context_features
+        )
         self.log_scale_bound = check_positive_float(log_scale_bound, "log_scale_bound")
-        if in_channels is not None:
-            check_image_mask(mask, in_channels)
-        self.register_buffer("mask", check_mask(mask).clone())
-        self.in_channels = in_channels
-        self.context_features = check_int(context_features, "context_features", 0)
-        self.conditioner = conditioner
 
     @classmethod
     def for_vectors(
@@ -144,11 +129,7 @@ class AffineCoupling(Transform):
         Zeroing them on the kept values makes the forward map simply
         :math:`z = x \odot e^{s} + t`, which leaves the kept values exactly unchanged.
         """
-        keep = self.mask.to(x.dtype)
-        if context is None:
-            params = self.conditioner(x * keep)
-        else:
-            params = self.conditioner(x * keep, context)
+        params = self.conditioner_output(x, context)
         expected = (x.shape[0], 2 * x.shape[1], *x.shape[2:])
         if params.shape != expected:
             raise ValueError(
@@ -157,7 +138,7 @@ class AffineCoupling(Transform):
             )
         shift, raw_log_scale = params.chunk(2, dim=1)
         log_scale = soft_clamp(raw_log_scale, self.log_scale_bound)
-        change = 1 - keep
+        change = 1 - self.mask.to(x.dtype)
         return shift * change, log_scale * change
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -167,9 +148,6 @@ class AffineCoupling(Transform):
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         shift, log_scale = self.shift_and_log_scale(z, context)
         return (z - shift) * (-log_scale).exp(), -log_scale.flatten(1).sum(dim=1)
-
-    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
-        check_coupling_input(self, x, inverse, context)
 
     def extra_repr(self) -> str:
         return f"mask_shape={tuple(self.mask.shape)}, log_scale_bound={self.log_scale_bound}"

@@ -164,6 +164,11 @@ GAUSSIAN_VELOCITY = Question(
     make_inputs=_gaussian_inputs,
     respond=_respond_gaussian,
     judge=_judge_gaussian,
+    protected=("flowcourse.exercises.flow_matching:gaussian_marginal_velocity",),
+    open_book=(
+        "flowcourse.exercises.flow_matching.gaussian_marginal_velocity is the reference; "
+        "it is blocked while the question is graded."
+    ),
 )
 
 

@@ -7,31 +7,25 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from flowcourse.autoregressive.inversion import autoregressive_inverse
-from flowcourse.autoregressive.made import MADE
-from flowcourse.core import Transform
+from flowcourse.autoregressive.maf import MaskedAutoregressive
 from flowcourse.splines.rational_quadratic import (
     rational_quadratic_spline,
     spline_parameter_count,
     unpack_spline_parameters,
 )
-from flowcourse.validation import (
-    check_context,
-    check_features,
-    check_matches_module,
-    check_positive_float,
-    check_positive_int,
-)
+from flowcourse.validation import check_positive_float, check_positive_int
 
 __all__ = ["MaskedRationalQuadraticAutoregressive"]
 
 
-class MaskedRationalQuadraticAutoregressive(Transform):
+class MaskedRationalQuadraticAutoregressive(MaskedAutoregressive):
     r"""An autoregressive layer whose conditionals are monotone splines (Durkan et al. 2019).
 
-    A MADE (Germain et al. 2015) reads the data and returns, for every feature
-    :math:`x_i`, the :math:`3K - 1` raw numbers of a spline :math:`g_i` with :math:`K`
-    bins that depend only on the features before :math:`x_i` in the ordering. Data to noise
-    (``forward``, one MADE pass):
+    A MADE (Germain et al. 2015; held, with the ordering and the input check, by the base
+    :class:`~flowcourse.autoregressive.MaskedAutoregressive`) reads the data and returns,
+    for every feature :math:`x_i`, the :math:`3K - 1` raw numbers of a spline :math:`g_i`
+    with :math:`K` bins that depend only on the features before :math:`x_i` in the
+    ordering. Data to noise (``forward``, one MADE pass):
 
     .. math::
 
@@ -75,29 +69,18 @@ class MaskedRationalQuadraticAutoregressive(Transform):
         seed: int = 0,
         context_features: int = 0,
     ) -> None:
-        super().__init__()
-        self.features = check_positive_int(features, "features")
-        self.num_bins = check_positive_int(num_bins, "num_bins")
-        self.bound = check_positive_float(bound, "bound")
-        self.made = MADE(
+        num_bins = check_positive_int(num_bins, "num_bins")
+        bound = check_positive_float(bound, "bound")
+        super().__init__(
             features,
             hidden_features,
             num_hidden_layers,
+            order,
+            seed,
+            context_features,
             output_multiplier=spline_parameter_count(num_bins),
-            order=order,
-            seed=seed,
-            context_features=context_features,
         )
-
-    @property
-    def order(self) -> Tensor:
-        """Position of each feature in the autoregressive ordering (1 to D)."""
-        return self.made.order
-
-    @property
-    def context_features(self) -> int:
-        """The size of the context the layer takes, 0 for none."""
-        return self.made.context_features
+        self.num_bins, self.bound = num_bins, bound
 
     def spline_parameters(
         self, x: Tensor, context: Tensor | None = None
@@ -124,11 +107,6 @@ class MaskedRationalQuadraticAutoregressive(Transform):
             return solved, log_derivative.sum(dim=1)
 
         return autoregressive_inverse(solve, z, self.order)
-
-    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
-        name = "z" if inverse else "x"
-        x = check_matches_module(check_features(x, self.features, name), self, name)
-        check_context(context, self.context_features, x.shape[0], self)
 
     def extra_repr(self) -> str:
         return (

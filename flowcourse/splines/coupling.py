@@ -4,30 +4,24 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from flowcourse.core import Transform
-from flowcourse.coupling.masks import check_against_mask, check_vector_mask
+from flowcourse.coupling.base import Coupling
+from flowcourse.coupling.masks import check_vector_mask
 from flowcourse.nets import CouplingMLP
 from flowcourse.splines.rational_quadratic import (
     rational_quadratic_spline,
     spline_parameter_count,
     unpack_spline_parameters,
 )
-from flowcourse.validation import (
-    check_context,
-    check_int,
-    check_matches_module,
-    check_positive_float,
-    check_positive_int,
-)
+from flowcourse.validation import check_positive_float, check_positive_int
 
 __all__ = ["RationalQuadraticCoupling"]
 
 
-class RationalQuadraticCoupling(Transform):
+class RationalQuadraticCoupling(Coupling):
     r"""A coupling layer whose transformed half goes through monotone splines (Durkan et al. 2019).
 
     With a binary mask :math:`m` (``True`` = kept), the conditioner reads the kept values
-    :math:`x_m` (and the context, if any) and returns, for every transformed value
+    :math:`m \odot x` (and the context, if any) and returns, for every transformed value
     :math:`x_i`, the :math:`3K - 1` raw numbers of one spline :math:`g_i` with :math:`K`
     bins (:func:`~flowcourse.splines.spline_knots`). Data to noise:
 
@@ -44,11 +38,12 @@ class RationalQuadraticCoupling(Transform):
 
     Arguments:
         mask: a vector ``bool`` mask of shape ``(features,)`` (True = kept).
-        conditioner: a module called as ``conditioner(x)`` (``conditioner(x, context)``
-            with a context) that returns ``(batch, (3K - 1) * features)`` numbers laid
-            out parameter-major (``out.reshape(batch, 3K - 1, features)``), which must not
-            depend on the transformed values; those of the kept values are ignored. A
-            :class:`~flowcourse.nets.CouplingMLP` with ``num_params = 3K - 1`` is one.
+        conditioner: a module called as ``conditioner(m * x)`` (``conditioner(m * x,
+            context)`` with a context; the :class:`~flowcourse.coupling.Coupling` base)
+            that returns ``(batch, (3K - 1) * features)`` numbers laid out
+            parameter-major (``out.reshape(batch, 3K - 1, features)``); those of the kept
+            values are ignored. A :class:`~flowcourse.nets.CouplingMLP` with
+            ``num_params = 3K - 1`` is one.
         num_bins: :math:`K`, the number of bins of each spline.
         bound: :math:`B`: the splines act on :math:`[-B, B]`, the identity elsewhere.
         context_features: the size of a context that conditions the splines (0: none).
@@ -70,17 +65,11 @@ class RationalQuadraticCoupling(Transform):
         bound: float = 3.0,
         context_features: int = 0,
     ) -> None:
-        super().__init__()
-        if not isinstance(conditioner, nn.Module):
-            kind = type(conditioner).__name__
-            raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
+        super().__init__(mask, conditioner, context_features=context_features)
         mask = check_vector_mask(mask)
-        self.register_buffer("mask", mask.clone())
         self.register_buffer("transformed", (~mask).nonzero().flatten())
         self.num_bins = check_positive_int(num_bins, "num_bins")
         self.bound = check_positive_float(bound, "bound")
-        self.context_features = check_int(context_features, "context_features", 0)
-        self.conditioner = conditioner
 
     @classmethod
     def for_vectors(
@@ -108,7 +97,7 @@ class RationalQuadraticCoupling(Transform):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The raw widths, heights and derivatives of the transformed values' splines,
         shapes ``(batch, T, K)``, ``(batch, T, K)`` and ``(batch, T, K - 1)``."""
-        params = self.conditioner(x) if context is None else self.conditioner(x, context)
+        params = self.conditioner_output(x, context)
         features = self.mask.numel()
         expected = (x.shape[0], spline_parameter_count(self.num_bins) * features)
         if tuple(params.shape) != expected:
@@ -133,11 +122,6 @@ class RationalQuadraticCoupling(Transform):
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._splines(z, context, inverse=True)
-
-    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
-        name = "z" if inverse else "x"
-        x = check_matches_module(check_against_mask(x, self.mask, name), self, name)
-        check_context(context, self.context_features, x.shape[0], self)
 
     def extra_repr(self) -> str:
         return (

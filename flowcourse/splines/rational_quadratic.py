@@ -155,24 +155,24 @@ def spline_knots(
         >>> torch.allclose(knots.derivatives, torch.ones(5))  # 1 up to round-off
         True
     """
-    _check_spline_arguments(
-        raw_widths,
-        raw_heights,
-        raw_derivatives,
-        bound,
-        min_bin_width,
-        min_bin_height,
-        min_derivative,
-    )
-    return _knots(
-        raw_widths,
-        raw_heights,
-        raw_derivatives,
-        float(bound),
-        min_bin_width,
-        min_bin_height,
-        min_derivative,
-    )
+    if at_door():  # called on its own; inside a layer, the layer checked its input
+        _check_spline_arguments(
+            raw_widths,
+            raw_heights,
+            raw_derivatives,
+            bound,
+            min_bin_width,
+            min_bin_height,
+            min_derivative,
+        )
+    bound = float(bound)
+    num_bins = raw_widths.shape[-1]
+    widths = min_bin_width + (1 - min_bin_width * num_bins) * torch.softmax(raw_widths, dim=-1)
+    heights = min_bin_height + (1 - min_bin_height * num_bins) * torch.softmax(raw_heights, dim=-1)
+    shift = math.log(math.expm1(1 - min_derivative))
+    inner = min_derivative + F.softplus(raw_derivatives + shift)
+    derivatives = F.pad(inner, (1, 1), value=1.0)
+    return Knots(_cumulative_knots(widths, bound), _cumulative_knots(heights, bound), derivatives)
 
 
 def _check_spline_arguments(
@@ -216,25 +216,6 @@ def _check_spline_arguments(
     is_number = isinstance(min_derivative, (int, float)) and not isinstance(min_derivative, bool)
     if not is_number or not 0 <= min_derivative < 1:
         raise ValueError(f"expected min_derivative in [0, 1), got {min_derivative!r}")
-
-
-def _knots(
-    raw_widths: Tensor,
-    raw_heights: Tensor,
-    raw_derivatives: Tensor,
-    bound: float,
-    min_bin_width: float,
-    min_bin_height: float,
-    min_derivative: float,
-) -> Knots:
-    """:func:`spline_knots` without the checks."""
-    num_bins = raw_widths.shape[-1]
-    widths = min_bin_width + (1 - min_bin_width * num_bins) * torch.softmax(raw_widths, dim=-1)
-    heights = min_bin_height + (1 - min_bin_height * num_bins) * torch.softmax(raw_heights, dim=-1)
-    shift = math.log(math.expm1(1 - min_derivative))
-    inner = min_derivative + F.softplus(raw_derivatives + shift)
-    derivatives = F.pad(inner, (1, 1), value=1.0)
-    return Knots(_cumulative_knots(widths, bound), _cumulative_knots(heights, bound), derivatives)
 
 
 def rational_quadratic_bin(
@@ -360,32 +341,17 @@ def rational_quadratic_spline(
     :math:`\log_{10}` of the cancellation ratio in digits in the second case.)
 
     Example:
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> raw = [torch.randn(4, k, generator=generator) for k in (6, 6, 5)]
         >>> x = torch.tensor([-5.0, -1.0, 0.5, 5.0])
-        >>> y, log_derivative = rational_quadratic_spline(
-        ...     x, torch.randn(4, 6), torch.randn(4, 6), torch.randn(4, 5), bound=3.0)
+        >>> y, log_derivative = rational_quadratic_spline(x, *raw, bound=3.0)
         >>> y[[0, 3]], log_derivative[[0, 3]]  # the identity outside [-3, 3]
         (tensor([-5.,  5.]), tensor([0., 0.]))
-        >>> x_back, _ = rational_quadratic_spline(
-        ...     y, *(torch.zeros(4, k) for k in (6, 6, 5)), inverse=True)
+        >>> x_back, log_derivative_back = rational_quadratic_spline(y, *raw, inverse=True)
+        >>> x_back, torch.allclose(log_derivative_back, -log_derivative)  # g^{-1}(g(x)) = x
+        (tensor([-5.0000, -1.0000,  0.5000,  5.0000]), True)
     """
-    if at_door():  # called on its own; inside a layer, the layer checked its input
-        _check_spline_arguments(
-            raw_widths,
-            raw_heights,
-            raw_derivatives,
-            bound,
-            min_bin_width,
-            min_bin_height,
-            min_derivative,
-        )
-        inputs = check_tensor(inputs, "inputs")
-        if tuple(raw_widths.shape[:-1]) != tuple(inputs.shape):
-            raise ValueError(
-                f"expected raw_widths of shape (*inputs.shape, num_bins) = "
-                f"{(*inputs.shape, raw_widths.shape[-1])}, got {tuple(raw_widths.shape)}"
-            )
-    bound = float(bound)
-    knots = _knots(
+    knots = spline_knots(
         raw_widths,
         raw_heights,
         raw_derivatives,
@@ -394,19 +360,22 @@ def rational_quadratic_spline(
         min_bin_height,
         min_derivative,
     )
+    if at_door():  # called on its own; inside a layer, the layer checked its input
+        inputs = check_tensor(inputs, "inputs")
+        if tuple(raw_widths.shape[:-1]) != tuple(inputs.shape):
+            raise ValueError(
+                f"expected raw_widths of shape (*inputs.shape, num_bins) = "
+                f"{(*inputs.shape, raw_widths.shape[-1])}, got {tuple(raw_widths.shape)}"
+            )
+    bound = float(bound)
     inside = (inputs >= -bound) & (inputs <= bound)
     # Evaluate the spline on clamped inputs: the tails' values are discarded by the
     # torch.where below, but NaN or inf there would still poison the gradients.
     clamped = inputs.clamp(-bound, bound)
-    if not inverse:
-        bin_index = _find_bin(knots.x, clamped)
-        x_left, x_right, y_left, y_right, d_left, d_right = _gather_bin(knots, bin_index)
-        outputs, log_derivative = rational_quadratic_bin(
-            clamped, x_left, x_right, y_left, y_right, d_left, d_right
-        )
-    else:
-        bin_index = _find_bin(knots.y, clamped)
-        x_left, x_right, y_left, y_right, d_left, d_right = _gather_bin(knots, bin_index)
+    # The bin of each input: found among the x-knots going forward, the y-knots inverting.
+    bin_knots = _gather_bin(knots, _find_bin(knots.y if inverse else knots.x, clamped))
+    if inverse:
+        x_left, x_right, y_left, y_right, d_left, d_right = bin_knots
         width, height = x_right - x_left, y_right - y_left
         slope = height / width
         offset = clamped - y_left
@@ -423,11 +392,13 @@ def rational_quadratic_spline(
             (2 * c) / torch.where(positive_b, -b - root, -torch.ones_like(b)),
             (root - b) / torch.where(positive_b, torch.ones_like(a), 2 * a),
         )
-        outputs = x_left + theta * width
-        _, forward_log_derivative = rational_quadratic_bin(
-            outputs, x_left, x_right, y_left, y_right, d_left, d_right
-        )
-        log_derivative = -forward_log_derivative
+        x = x_left + theta * width
+    else:
+        x = clamped
+    # One evaluation of the bin: y and log g'(x) forward; inverting, log g'(x) at the
+    # solved x, whose negative is log dx/dy.
+    y, log_derivative = rational_quadratic_bin(x, *bin_knots)
+    outputs, log_derivative = (x, -log_derivative) if inverse else (y, log_derivative)
     outputs = torch.where(inside, outputs, inputs)
     log_derivative = torch.where(inside, log_derivative, torch.zeros_like(log_derivative))
     return outputs, log_derivative

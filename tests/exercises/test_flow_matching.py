@@ -1,9 +1,12 @@
 """The graded questions of the flow-matching chapter: right answers earn every point,
 plausible mistakes lose points, trivial answers earn nothing."""
 
+import importlib
+
 import torch
 
-from flowcourse.exercises import grade_answer
+from flowcourse.continuous import exact_divergence, straight_path
+from flowcourse.exercises import grade_answer, question
 from flowcourse.exercises.flow_matching import gaussian_marginal_velocity
 from tests.exercises.contract import contract_tests, raising_stub
 
@@ -178,6 +181,20 @@ def step_zeros(velocity, z, log_abs_det, t, dt):
         "flow_matching.log_density_step": [step_identity, step_zeros],
     },
 )
+
+
+def test_the_protected_objects_exist_and_include_every_reference():
+    protected = set()
+    for question_id in ("conditional_path", "gaussian_velocity", "log_density_step"):
+        for name in question(f"flow_matching.{question_id}").protected:
+            module_name, _, qualname = name.partition(":")
+            target = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+            assert callable(target), name
+            protected.add(target)
+    assert gaussian_marginal_velocity in protected  # public, so a submission could import it
+    assert straight_path in protected and exact_divergence in protected
 
 
 def test_the_reference_is_the_solution():

@@ -8,9 +8,6 @@ from flowcourse.core import Transform
 from flowcourse.exercises import grade_answer, question
 from tests.exercises.contract import contract_tests
 
-SEEDS = (0, 1, 2)
-
-
 # --- vi.planar_u_hat ---------------------------------------------------------------------
 
 

@@ -1,0 +1,62 @@
+r"""What every coupling layer shares: a mask, a conditioner, and an optional context."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from flowcourse.core import Transform
+from flowcourse.coupling.masks import check_coupling_input, check_image_mask, check_mask
+from flowcourse.validation import check_int
+
+__all__ = ["Coupling"]
+
+
+class Coupling(Transform):
+    r"""The base of the coupling layers: a mask :math:`m`, a conditioner, a context.
+
+    A coupling keeps the values where :math:`m = 1` and transforms the others with
+    parameters that the conditioner computes from the kept ones,
+    :math:`\theta = \text{conditioner}(m \odot x)` (or
+    :math:`\text{conditioner}(m \odot x, c)` with a context :math:`c`); a subclass
+    turns :math:`\theta` into its map. This class holds the mask (a buffer), the
+    conditioner and the context size, computes :math:`\theta`
+    (:meth:`conditioner_output`), and checks an input against the mask, the layer's
+    dtype and device and its context. :class:`~flowcourse.coupling.AdditiveCoupling`
+    and :class:`~flowcourse.coupling.AffineCoupling` are couplings (Dinh et al. 2015,
+    2017); taught in the chapters *NICE* and *RealNVP*.
+
+    Arguments:
+        mask: a ``bool`` mask from :mod:`flowcourse.coupling.masks` (True = kept).
+        conditioner: the module that computes the parameters from the masked input.
+        in_channels: for image masks, the number of channels to accept (a checkerboard
+            mask broadcasts over channels, so it cannot tell); ``None`` accepts any.
+        context_features: the size of a context that conditions the layer (0: none);
+            the conditioner is then called as ``conditioner(m * x, context)``.
+    """
+
+    def __init__(
+        self,
+        mask: Tensor,
+        conditioner: nn.Module,
+        *,
+        in_channels: int | None = None,
+        context_features: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(conditioner, nn.Module):
+            kind = type(conditioner).__name__
+            raise TypeError(f"expected conditioner to be an nn.Module, got {kind}")
+        if in_channels is not None:
+            check_image_mask(mask, in_channels)
+        self.register_buffer("mask", check_mask(mask).clone())
+        self.in_channels = in_channels
+        self.context_features = check_int(context_features, "context_features", 0)
+        self.conditioner = conditioner
+
+    def conditioner_output(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""The conditioner applied to the kept values :math:`m \odot x` (and the context)."""
+        masked = x * self.mask.to(x.dtype)
+        return self.conditioner(masked) if context is None else self.conditioner(masked, context)
+
+    def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
+        check_coupling_input(self, x, inverse, context)
