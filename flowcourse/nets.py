@@ -111,6 +111,13 @@ class CouplingMLP(nn.Module):
     :math:`|K| + C` inputs and ``num_params`` :math:`\times |T|` outputs. Taught in the
     chapters *NICE* and *RealNVP*.
 
+    A coupling can also skip the whole-vector layout: :meth:`split` cuts :math:`x` into
+    :math:`(x_K, x_T)`, :meth:`predict` returns the MLP's output for :math:`T` alone, and
+    :meth:`replace_transformed` puts new values back at :math:`T`. When :math:`K` is one
+    block of consecutive indices (:func:`~flowcourse.coupling.half_mask`), splitting is
+    slicing and merging is concatenating; otherwise they are ``index_select`` and
+    ``index_copy``.
+
     Example:
         >>> import torch
         >>> mask = torch.tensor([True, False, True, False])
@@ -119,6 +126,11 @@ class CouplingMLP(nn.Module):
         (2, 4)
         >>> conditioner(torch.randn(3, 4)).shape
         torch.Size([3, 8])
+        >>> kept, transformed = conditioner.split(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+        >>> kept, transformed
+        (tensor([[1., 3.]]), tensor([[2., 4.]]))
+        >>> conditioner.replace_transformed(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), -transformed)
+        tensor([[ 1., -2.,  3., -4.]])
     """
 
     def __init__(
@@ -143,14 +155,62 @@ class CouplingMLP(nn.Module):
             hidden_features,
             num_hidden_layers,
         )
+        self._find_blocks()
+        # Loading a state dict may bring other indices: find their blocks again.
+        self.register_load_state_dict_post_hook(_find_blocks_after_load)
+
+    def _find_blocks(self) -> None:
+        """Set ``self.blocks`` to the slices ``(kept, transformed)`` if the kept indices
+        are one block at the start or at the end of the vector, else to ``None``."""
+        kept, features = self.kept.tolist(), self.features
+        k = len(kept)
+        self.blocks: tuple[slice, slice] | None = None
+        if kept == list(range(k)):  # x = [x_K, x_T]
+            self.blocks = (slice(0, k), slice(k, features))
+        elif kept == list(range(features - k, features)):  # x = [x_T, x_K]
+            self.blocks = (slice(features - k, features), slice(0, features - k))
 
     def __getitem__(self, index: int) -> nn.Module:
         return self.net[index]
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        inputs = x[:, self.kept]
-        if context is not None:
-            inputs = torch.cat([inputs, context], dim=1)
-        params = self.net(inputs).reshape(len(x), self.num_params, len(self.transformed))
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The kept values :math:`x_K` and the transformed ones :math:`x_T` of ``x``,
+        each ``(batch, |K|)`` and ``(batch, |T|)`` in index order."""
+        if self.blocks is None:
+            return x.index_select(1, self.kept), x.index_select(1, self.transformed)
+        kept, transformed = self.blocks
+        return x[:, kept], x[:, transformed]
+
+    def replace_transformed(self, x: Tensor, values: Tensor) -> Tensor:
+        """A new tensor: ``x`` with its transformed values :math:`x_T` replaced by
+        ``values`` (``(batch, |T|)``); the kept values are ``x``'s."""
+        if self.blocks is None:
+            return x.index_copy(1, self.transformed, values)
+        kept = x[:, self.blocks[0]]
+        parts = [kept, values] if self.blocks[0].start == 0 else [values, kept]
+        return torch.cat(parts, dim=1)
+
+    def predict(self, kept: Tensor, context: Tensor | None = None) -> Tensor:
+        """The MLP on the kept values (and the context): ``(batch, num_params * |T|)``,
+        parameter-major, so ``chunk(num_params, dim=1)`` gives one ``(batch, |T|)`` each."""
+        return self.net(kept if context is None else torch.cat([kept, context], dim=1))
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, *, kept_only: bool = False
+    ) -> Tensor:
+        """The parameters at full width, zero at the kept indices: ``(batch, num_params * D)``.
+
+        With ``kept_only=True``, ``x`` is already :math:`x_K` and the result is
+        :meth:`predict`'s (the couplings' fast form calls it so, through the module, so
+        that forward hooks on the conditioner still see every pass).
+        """
+        if kept_only:
+            return self.predict(x, context)
+        params = self.predict(self.split(x)[0], context)
+        params = params.reshape(len(x), self.num_params, len(self.transformed))
         out = x.new_zeros(len(x), self.num_params, self.features)
         return out.index_copy(2, self.transformed, params).reshape(len(x), -1)
+
+
+def _find_blocks_after_load(module: CouplingMLP, incompatible_keys: object) -> None:
+    module._find_blocks()

@@ -22,7 +22,9 @@ class Permutation(Transform):
 
     Works on vectors ``(B, D)`` (features) and images ``(B, C, H, W)`` (channels). The
     indices and their inverse are registered buffers, so they survive ``state_dict``
-    round trips and move with ``.to(device)``.
+    round trips and move with ``.to(device)``. It reorders with ``index_select``, the
+    same values as ``x[:, permutation]`` but several times faster on a CPU (also in the
+    backward pass).
 
     Arguments:
         permutation: a 1-D integer tensor holding each of ``0, ..., D-1`` once.
@@ -74,10 +76,10 @@ class Permutation(Transform):
             )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return x[:, self.permutation], x.new_zeros(x.shape[0])
+        return x.index_select(1, self.permutation), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return z[:, self.inverse_permutation], z.new_zeros(z.shape[0])
+        return z.index_select(1, self.inverse_permutation), z.new_zeros(z.shape[0])
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}"
@@ -98,6 +100,12 @@ class ReversePermutation(Permutation):
 
     def __init__(self, num_features: int) -> None:
         super().__init__(torch.arange(check_positive_int(num_features, "num_features") - 1, -1, -1))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return x.flip(1), x.new_zeros(x.shape[0])  # the reversal is its own inverse
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return z.flip(1), z.new_zeros(z.shape[0])
 
 
 class RandomPermutation(Permutation):

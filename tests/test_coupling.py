@@ -570,3 +570,126 @@ def test_vector_couplings_have_the_parameters_of_the_other_libraries(features, h
     assert count(additive) == mlp(kept, transformed)
     conditional = AffineCoupling.for_vectors(half_mask(features), hidden, context_features=5)
     assert count(conditional) == mlp(kept + 5, 2 * transformed)
+
+
+# ------------------------------------------ the split form of the vector couplings
+
+# Kept values as one block at the start or the end (slices and torch.cat), and spread
+# out or in the middle (index_select and index_copy): the two branches of the split form.
+SPLIT_MASKS = {
+    "first half": (half_mask(7), True),
+    "last half": (half_mask(7, first=False), True),
+    "alternating": (alternating_mask(7), False),
+    "middle block": (torch.tensor([False, False, True, True, True, False, False]), False),
+}
+
+
+def masked_formula(layer: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> tuple:
+    """The chapters' z = m x + (1 - m)(x e^s + t) (s = 0 for NICE) and its log-det,
+    computed from the conditioner's MLP by boolean-mask indexing, not by its own
+    split/replace code."""
+    mask, conditioner = layer.mask, layer.conditioner
+    m = mask.to(x.dtype)
+    inputs = (m * x)[:, mask]
+    if context is not None:
+        inputs = torch.cat([inputs, context], dim=1)
+    params = torch.zeros(len(x), conditioner.num_params, len(mask), dtype=x.dtype)
+    params[:, :, ~mask] = conditioner.net(inputs).reshape(len(x), conditioner.num_params, -1)
+    shift, log_scale = params[:, 0], torch.zeros_like(x)
+    if isinstance(layer, AffineCoupling):
+        log_scale = soft_clamp(params[:, 1], layer.log_scale_bound) * (1 - m)
+    z = m * x + (1 - m) * (x * log_scale.exp() + shift)
+    return z, log_scale.sum(dim=1)
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+@pytest.mark.parametrize("mask_name", list(SPLIT_MASKS))
+@pytest.mark.parametrize("context_features", [0, 3])
+def test_the_split_form_is_the_masked_formula(coupling, mask_name, context_features):
+    mask, contiguous = SPLIT_MASKS[mask_name]
+    layer = coupling.for_vectors(mask, hidden_features=16, context_features=context_features)
+    layer = randomize_parameters(layer.double(), seed=3)
+    assert (layer.conditioner.blocks is not None) == contiguous  # the branch under test
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 7, dtype=DOUBLE, generator=generator)
+    context = torch.randn(6, 3, dtype=DOUBLE, generator=generator) if context_features else None
+    z_expected, log_abs_det_expected = masked_formula(layer, x, context)
+    z, log_abs_det = layer(x, context)
+    assert torch.allclose(z, z_expected, rtol=0.0, atol=1e-12)
+    assert torch.allclose(log_abs_det, log_abs_det_expected, rtol=0.0, atol=1e-12)
+    assert torch.equal(z[:, mask], x[:, mask])  # kept values pass through bit for bit
+    assert (z - x).abs().max() > 0.1  # the layer is not the identity
+    if coupling is AffineCoupling:
+        assert log_abs_det.abs().min() > 1e-3
+    x_back, inverse_log_abs_det = layer.inverse(z_expected, context)
+    assert torch.allclose(x_back, x, rtol=0.0, atol=1e-12)
+    assert torch.allclose(inverse_log_abs_det, -log_abs_det_expected, rtol=0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mask_name", list(SPLIT_MASKS))
+def test_split_and_replace_transformed_cut_and_glue_at_the_mask(mask_name):
+    mask, _ = SPLIT_MASKS[mask_name]
+    conditioner = CouplingMLP(mask, 2, 8)
+    x, values = torch.randn(4, 7, dtype=DOUBLE), torch.randn(4, int((~mask).sum()), dtype=DOUBLE)
+    kept, transformed = conditioner.split(x)
+    assert torch.equal(kept, x[:, mask]) and torch.equal(transformed, x[:, ~mask])
+    glued = conditioner.replace_transformed(x, values)
+    assert torch.equal(glued[:, mask], x[:, mask]) and torch.equal(glued[:, ~mask], values)
+    assert torch.equal(conditioner.replace_transformed(x, transformed), x)
+
+
+def test_loading_a_state_dict_with_other_indices_switches_the_branch():
+    """The slices are found from the loaded indices, not kept from the constructor."""
+    spread = randomize_parameters(AffineCoupling.for_vectors(alternating_mask(6), 8).double())
+    blocks = AffineCoupling.for_vectors(half_mask(6), 8).double()
+    assert blocks.conditioner.blocks is not None
+    blocks.load_state_dict(spread.state_dict())
+    assert blocks.conditioner.blocks is None
+    x = torch.randn(5, 6, dtype=DOUBLE)
+    z, log_abs_det = blocks(x)
+    z_spread, log_abs_det_spread = spread(x)
+    assert torch.equal(z, z_spread) and torch.equal(log_abs_det, log_abs_det_spread)
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+def test_a_coupling_mlp_of_another_mask_is_refused(coupling):
+    num_params = 2 if coupling is AffineCoupling else 1
+    with pytest.raises(ValueError, match=r"expected a CouplingMLP built from the coupling's mask"):
+        coupling(half_mask(4), CouplingMLP(alternating_mask(4), num_params))
+    with pytest.raises(ValueError, match="keeps indices"):
+        coupling(half_mask(5), CouplingMLP(half_mask(4), num_params))
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+def test_a_mask_edited_in_place_is_followed_as_before(coupling):
+    """The chapter NICE sets every layer's mask in place: the layer then keeps what the
+    new mask keeps (masked formula), also in a deep copy, and the split form comes back
+    with the original mask."""
+    import copy
+
+    layer = vector_coupling(coupling, alternating_mask(4, parity=1), seed=2)
+    x = torch.randn(5, 4, dtype=DOUBLE)
+    assert layer.split_form()
+    z_split, _ = layer(x)
+    edited = copy.deepcopy(layer)
+    edited.mask.copy_(alternating_mask(4, parity=0))
+    assert not edited.split_form()
+    z, _ = edited(x)
+    assert torch.equal(z[:, edited.mask], x[:, edited.mask])  # the new kept values stay
+    assert check_invertible(edited, x)
+    edited.mask.copy_(alternating_mask(4, parity=1))
+    assert edited.split_form() and torch.equal(edited(x)[0], z_split)
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+@pytest.mark.parametrize("mask_name", list(SPLIT_MASKS))
+def test_forward_hooks_on_the_conditioner_see_every_pass(coupling, mask_name):
+    # The summary chapter counts network passes with hooks on `conditioner`: the fast
+    # form must still call the conditioner as a module, once per direction.
+    layer = coupling.for_vectors(SPLIT_MASKS[mask_name][0], hidden_features=8)
+    assert layer.split_form()
+    calls = []
+    layer.conditioner.register_forward_hook(lambda *_: calls.append(1))
+    z, _ = layer(torch.randn(3, 7))
+    layer.inverse(z)
+    assert len(calls) == 2

@@ -57,6 +57,25 @@ def test_reverse_permutation_reverses():
     assert torch.equal(ReversePermutation(3)(image)[0], image.flip(1))
 
 
+@pytest.mark.parametrize("kind", [Permutation, ReversePermutation, RandomPermutation])
+@pytest.mark.parametrize("spatial", [(), (2, 3)])
+def test_both_directions_and_gradients_are_those_of_indexing(kind, spatial):
+    """index_select and flip move the values (and the gradients) as x[:, indices] does."""
+    layer = {
+        Permutation: lambda: Permutation(torch.tensor([1, 3, 0, 4, 2])),
+        ReversePermutation: lambda: ReversePermutation(5),
+        RandomPermutation: lambda: RandomPermutation(5, seed=3),
+    }[kind]()
+    x = torch.randn(3, 5, *spatial, dtype=DOUBLE, requires_grad=True)
+    weights = torch.randn(3, 5, *spatial, dtype=DOUBLE)
+    for method, indices in [(layer, layer.permutation), (layer.inverse, layer.inverse_permutation)]:
+        out, _ = method(x)
+        assert torch.equal(out, x[:, indices])
+        (gradient,) = torch.autograd.grad((weights * out).sum(), x)
+        (expected,) = torch.autograd.grad((weights * x[:, indices]).sum(), x)
+        assert torch.equal(gradient, expected)
+
+
 def test_random_permutation_is_reproducible_and_leaves_the_global_seed_alone():
     torch.manual_seed(123)
     before = torch.rand(1)

@@ -27,6 +27,12 @@ class AdditiveCoupling(Coupling):
     :math:`x = z - (1 - m) \odot t(m \odot z)`, because :math:`m \odot z = m \odot x`.
     Taught in the chapter *NICE*.
 
+    On vectors with a :class:`~flowcourse.nets.CouplingMLP` (``for_vectors``), the layer
+    computes the same map with the zeros dropped: with kept indices :math:`K` and
+    transformed ones :math:`T`, it splits :math:`x` into :math:`x_K` and :math:`x_T` and
+    returns :math:`z_K = x_K`, :math:`z_T = x_T + t_T(x_K)`, without multiplying by
+    :math:`m` and :math:`1 - m` or adding zero shifts to the kept values.
+
     Arguments:
         mask: a ``bool`` mask from :mod:`flowcourse.coupling.masks` (True = kept).
         conditioner: a module mapping a tensor of the event shape to the same shape,
@@ -97,7 +103,15 @@ class AdditiveCoupling(Coupling):
         return shift * (1 - self.mask.to(x.dtype))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.split_form():  # the same map, on x_T only
+            kept, changed = self.conditioner.split(x)
+            shift = self.conditioner(kept, context, kept_only=True)
+            return self.conditioner.replace_transformed(x, changed + shift), x.new_zeros(len(x))
         return x + self.shift(x, context), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.split_form():  # the same map, on z_T only
+            kept, changed = self.conditioner.split(z)
+            shift = self.conditioner(kept, context, kept_only=True)
+            return self.conditioner.replace_transformed(z, changed - shift), z.new_zeros(len(z))
         return z - self.shift(z, context), z.new_zeros(z.shape[0])

@@ -54,6 +54,14 @@ class AffineCoupling(Coupling):
     untrained or diverging conditioner cannot overflow :math:`e^{s}`.
     Taught in the chapter *RealNVP*.
 
+    On vectors with a :class:`~flowcourse.nets.CouplingMLP` (``for_vectors``), the layer
+    computes the same map with the zeros dropped: with kept indices :math:`K` and
+    transformed ones :math:`T`, it splits :math:`x` into :math:`x_K` and :math:`x_T`,
+    computes :math:`s_T, t_T` from :math:`x_K` only, and returns :math:`z_K = x_K`,
+    :math:`z_T = x_T \odot e^{s_T} + t_T` and :math:`\sum_{i \in T} s_i`. The masked
+    formula multiplies by :math:`m` and :math:`1 - m` and adds zeros; this form skips
+    that work, and gives the same values.
+
     Arguments:
         mask: a ``bool`` mask from :mod:`flowcourse.coupling.masks` (True = kept).
         conditioner: a module mapping the masked input (event shape) to twice the
@@ -141,11 +149,30 @@ class AffineCoupling(Coupling):
         change = 1 - self.mask.to(x.dtype)
         return shift * change, log_scale * change
 
+    def transformed_shift_and_log_scale(
+        self, kept: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        r"""The shift :math:`t_T` and clamped log-scale :math:`s_T` of the transformed
+        values only, ``(batch, |T|)`` each, from the kept values ``kept`` :math:`= x_K`
+        (a vector coupling with a :class:`~flowcourse.nets.CouplingMLP`)."""
+        shift, raw_log_scale = self.conditioner(kept, context, kept_only=True).chunk(2, dim=1)
+        return shift, soft_clamp(raw_log_scale, self.log_scale_bound)
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.split_form():  # the same map, on x_T only
+            kept, changed = self.conditioner.split(x)
+            shift, log_scale = self.transformed_shift_and_log_scale(kept, context)
+            z = self.conditioner.replace_transformed(x, changed * log_scale.exp() + shift)
+            return z, log_scale.sum(dim=1)
         shift, log_scale = self.shift_and_log_scale(x, context)
         return x * log_scale.exp() + shift, log_scale.flatten(1).sum(dim=1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.split_form():  # the same map, on z_T only
+            kept, changed = self.conditioner.split(z)
+            shift, log_scale = self.transformed_shift_and_log_scale(kept, context)
+            x = self.conditioner.replace_transformed(z, (changed - shift) * (-log_scale).exp())
+            return x, -log_scale.sum(dim=1)
         shift, log_scale = self.shift_and_log_scale(z, context)
         return (z - shift) * (-log_scale).exp(), -log_scale.flatten(1).sum(dim=1)
 
