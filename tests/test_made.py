@@ -280,3 +280,52 @@ def test_orders():
     assert any(not torch.equal(random_order(6, 3), random_order(6, s)) for s in range(4, 8))
     with pytest.raises(ValueError, match="positive"):
         natural_order(0)
+
+
+def layer_by_layer(made: MADE, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    """The MADE as a chain of its modules: MaskedLinear, (+ context), activation, ..."""
+    hidden = made.layers[0](x)
+    if made.context_layer is not None:
+        hidden = hidden + made.context_layer(context)
+    for activation, layer in zip(made.activations, list(made.layers)[1:], strict=True):
+        hidden = layer(activation(hidden))
+    return hidden
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh])
+@pytest.mark.parametrize("context_features", [0, 2])
+def test_forward_is_the_chain_of_its_modules(activation, context_features):
+    made = MADE(
+        4,
+        [6, 5],
+        output_multiplier=2,
+        order=random_order(4, seed=1),
+        context_features=context_features,
+        activation=activation,
+    )
+    made = randomize_parameters(made, seed=2)
+    x, c = torch.randn(7, 4), torch.randn(7, context_features) if context_features else None
+    assert torch.equal(made(x, c), layer_by_layer(made, x, c))
+
+
+@pytest.mark.parametrize("features", [1, 2, 5])
+@pytest.mark.parametrize("context_features", [0, 3])
+def test_feature_outputs_are_that_features_columns(features, context_features):
+    multiplier = 3
+    made = MADE(
+        features,
+        [features + 2, features + 1],
+        output_multiplier=multiplier,
+        order=random_order(features, seed=features),
+        context_features=context_features,
+    )
+    made = randomize_parameters(made, seed=5)
+    x = torch.randn(6, features)
+    c = torch.randn(6, context_features) if context_features else None
+    full = made(x, c).reshape(6, multiplier, features)
+    weights = made.masked_weights()
+    for feature in range(features):
+        for masked in (None, weights):
+            outputs = made(x, c, feature=feature, weights=masked)
+            assert outputs.shape == (6, multiplier)
+            assert torch.allclose(outputs, full[:, :, feature], rtol=1e-13, atol=1e-13)

@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from flowcourse.autoregressive.inversion import autoregressive_inverse
+from flowcourse.autoregressive.inversion import made_autoregressive_inverse
 from flowcourse.autoregressive.maf import MaskedAutoregressive, _AffineAutoregressive
+from flowcourse.coupling.affine import soft_clamp
 
 __all__ = ["InverseAutoregressive", "GatedInverseAutoregressive"]
 
@@ -50,12 +51,12 @@ class InverseAutoregressive(_AffineAutoregressive):
         return z * torch.exp(log_scale) + shift, log_scale.sum(dim=1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        def solve(z: Tensor) -> tuple[Tensor, Tensor]:
-            # The z that x gives under the shift and scale read from z's earlier positions.
-            shift, log_scale = self._shift_and_log_scale(z, context)
-            return (x - shift) * torch.exp(-log_scale), -log_scale.sum(dim=1)
+        def to_noise(x: Tensor, shift: Tensor, raw_log_scale: Tensor) -> tuple[Tensor, Tensor]:
+            # z_i = (x_i - mu_i) e^-alpha_i, with mu_i and alpha_i read from z's earlier positions.
+            log_scale = soft_clamp(raw_log_scale, self.log_scale_bound)
+            return (x - shift) * torch.exp(-log_scale), -log_scale
 
-        return autoregressive_inverse(solve, x, self.order)
+        return made_autoregressive_inverse(self.made, to_noise, x, context)
 
 
 class GatedInverseAutoregressive(MaskedAutoregressive):
@@ -116,10 +117,9 @@ class GatedInverseAutoregressive(MaskedAutoregressive):
         return x, F.logsigmoid(gate_logit).sum(dim=1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        def solve(z: Tensor) -> tuple[Tensor, Tensor]:
-            # The z that x gives under the gate and proposal read from z's earlier positions.
-            proposal, gate_logit = self.made(z, context).chunk(2, dim=1)
+        def to_noise(x: Tensor, proposal: Tensor, gate_logit: Tensor) -> tuple[Tensor, Tensor]:
+            # z_i = (x_i - (1 - sigma_i) m_i) / sigma_i, with m_i and sigma_i read from z_<i.
             gate = torch.sigmoid(gate_logit)
-            return (x - (1 - gate) * proposal) / gate, -F.logsigmoid(gate_logit).sum(dim=1)
+            return (x - (1 - gate) * proposal) / gate, -F.logsigmoid(gate_logit)
 
-        return autoregressive_inverse(solve, x, self.order)
+        return made_autoregressive_inverse(self.made, to_noise, x, context)

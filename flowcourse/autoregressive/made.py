@@ -235,20 +235,53 @@ class MADE(nn.Module):
         self.set_order(order)
         return order
 
+    def masked_weights(self) -> list[tuple[Tensor, Tensor]]:
+        r"""Every layer's masked weight :math:`W \odot M` and its bias, input layer first."""
+        return [(layer.weight * layer.mask, layer.bias) for layer in self.layers]
+
     @validated
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Return the ``(batch, output_multiplier * features)`` autoregressive outputs."""
-        hidden = self.layers[0](x)
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        *,
+        feature: int | None = None,
+        weights: Sequence[tuple[Tensor, Tensor]] | None = None,
+    ) -> Tensor:
+        """Return the ``(batch, output_multiplier * features)`` autoregressive outputs.
+
+        With ``feature=i``, return only the ``output_multiplier`` outputs of feature
+        ``i``, shape ``(batch, output_multiplier)``: columns ``i, D + i, ...`` of the full
+        output, computed from those rows of the last layer alone. A pass of the
+        :math:`D`-pass loop keeps nothing else
+        (``made_autoregressive_inverse`` in ``flowcourse.autoregressive.inversion``).
+        ``weights`` are :meth:`~flowcourse.autoregressive.MADE.masked_weights`, for a
+        caller that makes many passes and masks the weights once; by default they are
+        masked in this call.
+        """
+        # The layers' arithmetic (MaskedLinear.forward) without one module call per layer.
+        if weights is None:
+            weights = self.masked_weights()
+        if feature is not None:
+            last_weight, last_bias = weights[-1]
+            rows = slice(feature, None, self.features)  # feature i's outputs: i, D + i, ...
+            weights = [*weights[:-1], (last_weight[rows], last_bias[rows])]
+        hidden = F.linear(x, *weights[0])
         if self.context_layer is not None:
-            hidden = hidden + self.context_layer(context)
-        for activation, layer in zip(self.activations, self.layers[1:], strict=True):
-            hidden = layer(activation(hidden))
+            hidden = hidden + F.linear(context, self.context_layer.weight)
+        for activation, (weight, bias) in zip(self.activations, weights[1:], strict=True):
+            hidden = F.linear(_activate(activation, hidden), weight, bias)
         return hidden
 
     def check_input(self, x: object, inverse: bool = False, context: Tensor | None = None) -> None:
         """Called directly, a MADE checks ``x`` and ``context`` (inside a layer it does not)."""
         x = check_matches_module(check_features(x, self.features), self)
         check_context(context, self.context_features, x.shape[0], self)
+
+
+def _activate(activation: nn.Module, hidden: Tensor) -> Tensor:
+    # A plain ReLU is applied as the function: the same values, without a module call.
+    return torch.relu(hidden) if type(activation) is nn.ReLU else activation(hidden)
 
 
 def _hidden_widths(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from flowcourse.autoregressive.inversion import autoregressive_inverse
+from flowcourse.autoregressive.inversion import made_autoregressive_inverse
 from flowcourse.autoregressive.made import MADE
 from flowcourse.core import Transform
 from flowcourse.coupling.affine import soft_clamp
@@ -35,7 +35,9 @@ class MaskedAutoregressive(Transform):
     features)`` tensor with the layer's dtype and device and the context it was built
     for. A subclass computes its map from ``self.made(u, context)`` and runs its
     :math:`D`-pass direction with
-    :func:`~flowcourse.autoregressive.autoregressive_inverse` over ``self.order``:
+    :func:`~flowcourse.autoregressive.autoregressive_inverse` over ``self.order``, or
+    its faster form for MADE-based layers,
+    ``made_autoregressive_inverse`` (in ``flowcourse.autoregressive.inversion``):
     MAF's and IAF's affine layers (2 outputs per feature), the gated IAF step, and the
     spline layer of the chapter *Neural spline flows* (:math:`3K - 1` outputs).
     """
@@ -135,9 +137,9 @@ class MaskedAffineAutoregressive(_AffineAutoregressive):
         return z, -log_scale.sum(dim=1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        def solve(x: Tensor) -> tuple[Tensor, Tensor]:
-            # The x that z gives under the shift and scale read from x's earlier positions.
-            shift, log_scale = self._shift_and_log_scale(x, context)
-            return z * torch.exp(log_scale) + shift, log_scale.sum(dim=1)
+        def to_data(z: Tensor, shift: Tensor, raw_log_scale: Tensor) -> tuple[Tensor, Tensor]:
+            # x_i = z_i e^alpha_i + mu_i, with mu_i and alpha_i read from x's earlier positions.
+            log_scale = soft_clamp(raw_log_scale, self.log_scale_bound)
+            return z * torch.exp(log_scale) + shift, log_scale
 
-        return autoregressive_inverse(solve, z, self.order)
+        return made_autoregressive_inverse(self.made, to_data, z, context)
