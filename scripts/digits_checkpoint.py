@@ -2,6 +2,8 @@
 ``train_maf_digits.py``): fit by maximum likelihood in logit space with fresh
 dequantisation noise every batch, early stopping on the last ``VALIDATION_IMAGES``
 training images (the test split is never seen), then report test bits/dim and save.
+A conditional flow gets a ``context`` for each image (``train_conditional_maf_digits.py``:
+the one-hot label).
 
 Deterministic: seeded, CPU, one thread, so the same command writes the same weights.
 """
@@ -33,8 +35,13 @@ def train_and_save(
     description: str,
     flatten: bool = False,
     progress: bool = True,
+    context: Callable[[str], torch.Tensor] | None = None,
 ) -> None:
-    """Parse ``--epochs``/``--output``, train ``build()`` on the digits, save it as ``name``."""
+    """Parse ``--epochs``/``--output``, train ``build()`` on the digits, save it as ``name``.
+
+    ``context(split)``, if given, returns the context ``(N, C)`` of the images of
+    ``load_digits_tensors(split)``, row for row; the flow then models ``p(x | context)``.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epochs", type=int, default=training["epochs"])
     parser.add_argument("--output", type=Path, default=CHECKPOINTS / f"{name}.pt")
@@ -46,6 +53,13 @@ def train_and_save(
     if flatten:  # (N, 64) vectors of levels, row-major pixels
         train, test = train.flatten(1), test.flatten(1)
     train_part, validation_part = train[:-VALIDATION_IMAGES], train[-VALIDATION_IMAGES:]
+    contexts = {}
+    if context is not None:
+        train_context, test_context = context("train"), context("test")
+        contexts = {
+            "train_context": train_context[:-VALIDATION_IMAGES],
+            "validation_context": train_context[-VALIDATION_IMAGES:],
+        }
     preprocess = DequantizeLogit(NUM_LEVELS, alpha=ALPHA)
 
     flow = build()
@@ -58,11 +72,15 @@ def train_and_save(
         num_levels=NUM_LEVELS,
         device="cpu",
         progress=progress,
+        **contexts,
         **{**training, "epochs": args.epochs},
     )
     seconds = time.perf_counter() - start
     flow.eval()
-    test_bpd = evaluate_bits_per_dim(flow, test, preprocess)
+    if context is None:
+        test_bpd = evaluate_bits_per_dim(flow, test, preprocess)
+    else:
+        test_bpd = evaluate_bits_per_dim(lambda y: flow.log_prob(y, test_context), test, preprocess)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     io.save(flow, args.output)

@@ -12,6 +12,7 @@ from flowcourse.checks import check_normalized
 from flowcourse.data import (
     DENSITIES,
     ENERGIES,
+    NUM_CLASSES,
     NUM_LEVELS,
     U1,
     U2,
@@ -23,6 +24,7 @@ from flowcourse.data import (
     Spiral,
     TwoMoons,
     get_density,
+    load_digits_labels,
     load_digits_tensors,
     log_normalizer,
 )
@@ -246,13 +248,42 @@ def test_digits_split_is_fixed_disjoint_and_integer():
     assert len(load_digits_tensors("test", test_fraction=0.5)) == round(1797 * 0.5)
 
 
+def _pairs(images, labels):
+    """The multiset of (64 pixels..., label) rows, sorted."""
+    rows = torch.as_tensor(images).reshape(-1, 64).tolist()
+    return sorted((*row, label) for row, label in zip(rows, labels.tolist(), strict=True))
+
+
+@pytest.mark.parametrize(("seed", "test_fraction"), [(0, 0.2), (3, 0.5)])
+def test_digits_labels_stay_paired_with_their_images(seed, test_fraction):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    expected = _pairs(digits.images, digits.target)  # sklearn's own (image, label) pairs
+    pairs, test = [], None
+    for split in ("train", "test"):
+        images = load_digits_tensors(split, seed=seed, test_fraction=test_fraction)
+        labels = load_digits_labels(split, seed=seed, test_fraction=test_fraction)
+        assert labels.dtype == torch.int64 and labels.shape == (len(images),)
+        assert set(labels.tolist()) == set(range(NUM_CLASSES))  # every class in every split
+        pairs += _pairs(images, labels)
+        test = images, labels
+    # Every image of the two splits carries sklearn's label for it.
+    assert sorted(pairs) == expected
+    # The comparison notices labels that do not follow their images.
+    images, labels = test
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
+    assert not set(_pairs(images, shuffled)) <= set(expected)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [({"split": "validation"}, ValueError), ({"test_fraction": 1.0}, ValueError)],
 )
-def test_digits_bad_arguments_raise(kwargs, error):
+@pytest.mark.parametrize("load", [load_digits_tensors, load_digits_labels])
+def test_digits_bad_arguments_raise(kwargs, error, load):
     with pytest.raises(error, match="expected"):
-        load_digits_tensors(**kwargs)
+        load(**kwargs)
 
 
 # --- energies ----------------------------------------------------------------------------

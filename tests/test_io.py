@@ -188,6 +188,35 @@ def test_round_trip_with_the_real_models_factories(tmp_path):
     assert torch.equal(loaded.log_prob(x), flow.log_prob(x))
 
 
+def test_round_trip_of_a_conditional_flow_keeps_its_context_features(tmp_path):
+    from flowcourse import models
+
+    flow = models.maf(features=3, num_layers=2, hidden_features=8, context_features=2)
+    randomize_parameters(flow, seed=2)
+    io.save(flow, tmp_path / "conditional.pt")
+    loaded = io.load(tmp_path / "conditional.pt")
+    assert loaded.config["kwargs"]["context_features"] == loaded.context_features == 2
+    x, context = torch.randn(6, 3), torch.randn(6, 2)
+    with torch.no_grad():
+        assert torch.equal(loaded.log_prob(x, context), flow.eval().log_prob(x, context))
+        # The context matters: another context gives other densities.
+        assert not torch.allclose(loaded.log_prob(x, context), loaded.log_prob(x, -context))
+
+
+def test_shipped_conditional_digits_maf_reads_a_one_hot_label():
+    """maf_digits_conditional.pt (scripts/train_conditional_maf_digits.py): p(x | y)."""
+    from importlib.resources import as_file, files
+
+    with as_file(files("flowcourse") / "checkpoints" / "maf_digits_conditional.pt") as path:
+        flow = io.load(path)
+    assert flow.config["factory"] == "maf"
+    assert flow.config["kwargs"]["context_features"] == flow.context_features == 10
+    x = torch.zeros(10, 64)
+    with torch.no_grad():
+        log_prob = flow.log_prob(x, torch.eye(10))  # the same image under each label
+    assert torch.isfinite(log_prob).all() and len(set(log_prob.tolist())) == 10
+
+
 def test_load_keeps_a_float64_flow_in_float64(tmp_path):
     from flowcourse import io, models
 
@@ -215,8 +244,13 @@ def test_every_shipped_checkpoint_loads_and_is_under_a_megabyte():
             if not isinstance(raw, dict) or raw.get("format") != io.FORMAT or not raw["config"]:
                 continue  # a history, or a part loaded into a model built by hand
             flow = io.load(path)
-            x = torch.zeros(2, *flow.base.event_shape, dtype=next(flow.parameters()).dtype)
+            dtype = next(flow.parameters()).dtype
+            x = torch.zeros(2, *flow.base.event_shape, dtype=dtype)
+            context = None
+            if flow.context_features:  # a conditional flow: the first one-hot row, twice
+                context = torch.eye(flow.context_features, dtype=dtype)[[0, 0]]
             with torch.no_grad():
-                assert torch.isfinite(flow.log_prob(x)).all(), path.name
+                log_prob = flow.log_prob(x, context)
+                assert torch.isfinite(log_prob).all(), path.name
             loaded += 1
     assert loaded >= 5
