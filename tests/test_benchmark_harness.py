@@ -198,6 +198,7 @@ def test_verdicts_follow_the_targets() -> None:
     assert found["MAF", "log_prob", 2, "floor"]["ratio"] == pytest.approx(0.001 / 0.0005)
     counts = report.summary(results)
     assert counts["peer_cells"] == 4 and counts["peer_met"] == 2  # IAF sample has no target
+    assert counts["peer_tied"] == 2  # both misses are 2x: no tie
     assert counts["floor_cells"] == 2 and counts["floor_met"] == 1
     assert counts["capped_cells"] == 1
 
