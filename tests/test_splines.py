@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowcourse import io, models
-from flowcourse.autoregressive import random_order
+from flowcourse.autoregressive import autoregressive_inverse, random_order
 from flowcourse.checks import (
     check_autoregressive,
     check_invertible,
@@ -439,6 +439,120 @@ def test_autoregressive_inverse_takes_one_made_pass_per_feature():
         layer.inverse(z)
     handle.remove()
     assert len(calls) == 1 + 5
+
+
+SPLIT_MASKS = {
+    "first half": (half_mask(7), True),
+    "last half": (half_mask(7, first=False), True),
+    "alternating": (alternating_mask(7), False),
+}
+
+
+class MaskedOnly(torch.nn.Module):
+    """The same CouplingMLP behind a plain module: the layer must take its masked path."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, context=None):
+        return self.net(x, context)
+
+
+@pytest.mark.parametrize("mask_name", list(SPLIT_MASKS))
+@pytest.mark.parametrize("context_features", [0, 3])
+def test_coupling_split_form_is_the_masked_path(mask_name, context_features):
+    mask, contiguous = SPLIT_MASKS[mask_name]
+    layer = random_coupling(7, seed=11, mask=mask, context_features=context_features)
+    masked = RationalQuadraticCoupling(
+        mask, MaskedOnly(layer.conditioner), layer.num_bins, layer.bound, context_features
+    )
+    assert layer.split_form() and not masked.split_form()  # the two branches under test
+    assert (layer.conditioner.blocks is not None) == contiguous
+    generator = torch.Generator().manual_seed(12)
+    x = 2 * torch.randn(9, 7, generator=generator)
+    context = torch.randn(9, 3, generator=generator) if context_features else None
+    z, log_abs_det = layer(x, context)
+    z_expected, log_abs_det_expected = masked(x, context)
+    assert torch.allclose(z, z_expected, rtol=0.0, atol=1e-12)
+    assert torch.allclose(log_abs_det, log_abs_det_expected, rtol=0.0, atol=1e-12)
+    assert torch.equal(z[:, mask], x[:, mask])  # kept values pass through bit for bit
+    assert (z - x).abs().max() > 0.1 and log_abs_det.abs().min() > 1e-3  # not the identity
+    x_back, log_abs_det_back = layer.inverse(x, context)
+    x_expected, log_abs_det_back_expected = masked.inverse(x, context)
+    assert torch.allclose(x_back, x_expected, rtol=0.0, atol=1e-12)
+    assert torch.allclose(log_abs_det_back, log_abs_det_back_expected, rtol=0.0, atol=1e-12)
+    assert (x_back - x).abs().max() > 0.1
+    for got, expected in zip(
+        layer.spline_parameters(x, context), masked.spline_parameters(x, context), strict=True
+    ):
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("context_features", [0, 2])
+def test_coupling_split_form_calls_the_conditioner_once_per_pass(context_features):
+    # The chapters count network passes with forward hooks on `conditioner`.
+    layer = random_coupling(5, seed=13, context_features=context_features)
+    assert layer.split_form()
+    context = torch.randn(4, 2) if context_features else None
+    calls = []
+    handle = layer.conditioner.register_forward_hook(lambda *_: calls.append(1))
+    z, _ = layer(torch.randn(4, 5), context)
+    layer.inverse(z, context)
+    handle.remove()
+    assert len(calls) == 2
+
+
+def clear_loop_inverse(layer, z, context=None):
+    """The spline layer's inverse as the clear loop: every pass reads all D features'
+    splines from a full MADE pass and keeps one position."""
+
+    def solve(x):
+        widths, heights, derivatives = layer.spline_parameters(x, context)
+        solved, log_derivative = rational_quadratic_spline(
+            z, widths, heights, derivatives, inverse=True, bound=layer.bound
+        )
+        return solved, log_derivative.sum(dim=1)
+
+    return autoregressive_inverse(solve, z, layer.order)
+
+
+@pytest.mark.parametrize("features", [1, 2, 6])
+@pytest.mark.parametrize("context_features", [0, 2])
+@pytest.mark.parametrize("num_bins", [2, 5])
+def test_autoregressive_inverse_is_the_clear_loop(features, context_features, num_bins):
+    """The one-feature-per-pass inverse (made_autoregressive_inverse) equals the clear loop."""
+    layer = random_autoregressive(
+        features, seed=14, num_bins=num_bins, context_features=context_features
+    )
+    generator = torch.Generator().manual_seed(15)
+    z = 2 * torch.randn(9, features, generator=generator)
+    c = torch.randn(9, context_features, generator=generator) if context_features else None
+    with torch.no_grad():
+        x, log_abs_det = layer.inverse(z, c)
+        expected_x, expected_log_abs_det = clear_loop_inverse(layer, z, c)
+    assert torch.allclose(x, expected_x, rtol=0.0, atol=1e-12)
+    assert torch.allclose(log_abs_det, expected_log_abs_det, rtol=0.0, atol=1e-12)
+    assert (x - z).abs().max() > 0.1 and log_abs_det.abs().max() > 1e-3  # not the identity
+    z_back, forward_log_abs_det = layer(x, c)  # and it is the forward map's inverse
+    assert torch.allclose(z_back, z, atol=1e-10)
+    assert torch.allclose(forward_log_abs_det, -log_abs_det, atol=1e-10)
+
+
+def test_autoregressive_inverse_gradients_are_those_of_the_clear_loop():
+    """With autograd on (training through samples) the gradients (parameters, noise,
+    context) equal the clear loop's."""
+    layer = random_autoregressive(4, seed=16, context_features=2)
+    z, c = 2 * torch.randn(6, 4, requires_grad=True), torch.randn(6, 2, requires_grad=True)
+    inputs = [z, c, *layer.parameters()]
+
+    def gradients(x, log_abs_det):
+        return torch.autograd.grad(x.sin().sum() + log_abs_det.square().sum(), inputs)
+
+    fast = gradients(*layer.inverse(z, c))
+    clear = gradients(*clear_loop_inverse(layer, z, c))
+    for got, expected in zip(fast, clear, strict=True):
+        assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["coupling", "autoregressive"])

@@ -43,7 +43,10 @@ class RationalQuadraticCoupling(Coupling):
             that returns ``(batch, (3K - 1) * features)`` numbers laid out
             parameter-major (``out.reshape(batch, 3K - 1, features)``); those of the kept
             values are ignored. A :class:`~flowcourse.nets.CouplingMLP` with
-            ``num_params = 3K - 1`` is one.
+            ``num_params = 3K - 1`` is one; built from the same mask, it is called on
+            the kept values alone (``conditioner(x_K, context, kept_only=True)``, see
+            :meth:`~flowcourse.coupling.Coupling.split_form`), and the splines are computed
+            for the transformed values only: the same map with less work.
         num_bins: :math:`K`, the number of bins of each spline.
         bound: :math:`B`: the splines act on :math:`[-B, B]`, the identity elsewhere.
         context_features: the size of a context that conditions the splines (0: none).
@@ -97,23 +100,43 @@ class RationalQuadraticCoupling(Coupling):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The raw widths, heights and derivatives of the transformed values' splines,
         shapes ``(batch, T, K)``, ``(batch, T, K)`` and ``(batch, T, K - 1)``."""
+        if self.split_form():  # a CouplingMLP of this mask: ask it for T's numbers only
+            return self.transformed_spline_parameters(self.conditioner.split(x)[0], context)
         params = self.conditioner_output(x, context)
-        features = self.mask.numel()
-        expected = (x.shape[0], spline_parameter_count(self.num_bins) * features)
+        widths, heights, derivatives = self._unpack(params, self.mask.numel(), "features")
+        index = self.transformed
+        return widths[:, index], heights[:, index], derivatives[:, index]
+
+    def transformed_spline_parameters(
+        self, kept: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        r""":meth:`spline_parameters` from the kept values ``kept`` :math:`= x_K` alone
+        (a vector coupling with a :class:`~flowcourse.nets.CouplingMLP`): the conditioner
+        predicts the :math:`3K - 1` numbers of the transformed values only."""
+        params = self.conditioner(kept, context, kept_only=True)  # a module call: hooks see it
+        return self._unpack(params, len(self.transformed), "transformed values")
+
+    def _unpack(self, params: Tensor, features: int, what: str) -> tuple[Tensor, Tensor, Tensor]:
+        expected = (params.shape[0], spline_parameter_count(self.num_bins) * features)
         if tuple(params.shape) != expected:
             raise ValueError(
                 f"expected the conditioner to return shape {expected} (3K - 1 = "
                 f"{spline_parameter_count(self.num_bins)} numbers for each of the {features} "
-                f"features, K = {self.num_bins} bins), got {tuple(params.shape)}"
+                f"{what}, K = {self.num_bins} bins), got {tuple(params.shape)}"
             )
-        widths, heights, derivatives = unpack_spline_parameters(params, features, self.num_bins)
-        index = self.transformed
-        return widths[:, index], heights[:, index], derivatives[:, index]
+        return unpack_spline_parameters(params, features, self.num_bins)
 
     def _splines(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
-        widths, heights, derivatives = self.spline_parameters(x, context)
+        if self.split_form():  # the same map, on x_T only, merged back once
+            kept, changed = self.conditioner.split(x)
+            params = self.transformed_spline_parameters(kept, context)
+            values, log_derivative = rational_quadratic_spline(
+                changed, *params, inverse, self.bound
+            )
+            return self.conditioner.replace_transformed(x, values), log_derivative.sum(dim=1)
+        params = self.spline_parameters(x, context)
         values, log_derivative = rational_quadratic_spline(
-            x[:, self.transformed], widths, heights, derivatives, inverse, self.bound
+            x[:, self.transformed], *params, inverse, self.bound
         )
         return x.index_copy(1, self.transformed, values), log_derivative.sum(dim=1)
 
