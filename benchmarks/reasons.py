@@ -17,13 +17,20 @@ _ONE_RELU = (
     "ReLU per pass where flowcourse and zuko apply two, for the same parameter count), "
 )
 _CLAMP = "the tanh soft clamp of the log-scale (three elementwise operations) "
-_COUPLING = (
+_SPLIT = (
     "Since the couplings split their input once and work on the transformed half only, "
-    "flowcourse ties normflows (geometric mean 0.99x over the cells); what remains is "
-    + _CLAMP
-    + "where normflows exponentiates the raw output, and a few Python calls per layer "
-    "(the checks at the door, the layer wrappers), which weigh most at small D. "
+    "flowcourse ties the fastest peer (in the 2026-12-02 run, the geometric mean of the ratio "
+    "is 0.99x for each RealNVP operation and 0.91-0.96x for NICE's); "
 )
+_PYTHON = (
+    "a few Python calls per layer (the checks at the door, the layer wrappers), which weigh "
+    "most at small D"
+)
+_COUPLING = (
+    _SPLIT + "what remains is " + _CLAMP + "where normflows exponentiates the raw output, "
+    "and " + _PYTHON + "."
+)
+_NICE = _SPLIT + "NICE has no clamp, so what remains is " + _PYTHON + ", within the rerun spread."
 
 REASONS: dict[tuple[str, str], str] = {
     ("MAF", "train_step"): (_ONE_RELU + "and flowcourse adds " + _CLAMP + "forward and backward."),
@@ -32,8 +39,8 @@ REASONS: dict[tuple[str, str], str] = {
         "a call at D = 32, width 64, in a cProfile of the call)."
     ),
     ("MAF", "sample"): (
-        "Sampling solves one feature per pass from the two MADE outputs it needs; at "
-        "small D the per-pass Python overhead is what is left."
+        "Sampling already solves one feature per pass from the two MADE outputs it needs; at "
+        "small D the per-pass Python is what is left, within the rerun spread of about 5%."
     ),
     ("MAF", "floor"): (
         "The floor has no masks, no clamp and no checks: the gap is mostly "
@@ -46,16 +53,17 @@ REASONS: dict[tuple[str, str], str] = {
     ("RealNVP", "train_step"): _COUPLING,
     ("RealNVP", "log_prob"): _COUPLING,
     ("RealNVP", "sample"): _COUPLING,
-    ("NICE", "train_step"): "NICE has no clamp; the rest is as for RealNVP: " + _COUPLING,
-    ("NICE", "log_prob"): "NICE has no clamp; the rest is as for RealNVP: " + _COUPLING,
-    ("NICE", "sample"): "NICE has no clamp; the rest is as for RealNVP: " + _COUPLING,
+    ("NICE", "train_step"): _NICE,
+    ("NICE", "log_prob"): _NICE,
+    ("NICE", "sample"): _NICE,
     ("IAF", "train_step"): (
-        "At D = 2 and 8: " + _ONE_RELU + "and the D passes of the training step are "
-        "where that ReLU is saved D times over; flowcourse also keeps a copy of the (batch, D) "
-        "partial solution per pass for the backward pass. From D = 32 on, flowcourse's "
-        "row-sliced passes win (0.79-0.82x)."
+        _ONE_RELU + "a saving a training step makes in each of its D passes, forward and "
+        "backward; flowcourse also keeps a copy of the (batch, D) partial solution per pass "
+        "for the backward pass. From D = 32 on, flowcourse's row-sliced passes win "
+        "(0.79-0.82x in this run)."
     ),
     ("IAF", "log_prob"): (
-        "Scoring solves one feature per pass from the two MADE outputs it needs."
+        "Scoring already solves one feature per pass from the two MADE outputs it needs; at "
+        "small D the per-pass Python is what is left, within the rerun spread of about 5%."
     ),
 }
