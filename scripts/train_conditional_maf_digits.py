@@ -26,25 +26,14 @@ from __future__ import annotations
 import torch
 from digits_checkpoint import train_and_save
 from torch.nn import functional as F
+from train_maf_digits import MODEL as UNCONDITIONAL_MODEL
+from train_maf_digits import TRAINING
 
 from flowcourse import models
 from flowcourse.data import NUM_CLASSES, load_digits_labels
 
-MODEL = {
-    "features": 64,
-    "num_layers": 5,
-    "hidden_features": 64,
-    "num_hidden_layers": 1,
-    "seed": 0,
-    "context_features": NUM_CLASSES,
-}
-TRAINING = {
-    "epochs": 300,
-    "batch_size": 64,
-    "learning_rate": 1e-3,
-    "patience": 20,
-    "seed": 0,
-}
+# The unconditional MAF's architecture and recipe, by construction, plus the label.
+MODEL = {**UNCONDITIONAL_MODEL, "context_features": NUM_CLASSES}
 
 
 def one_hot_labels(split: str) -> torch.Tensor:
