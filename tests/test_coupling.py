@@ -291,6 +291,16 @@ def test_soft_clamp_is_the_identity_near_zero_and_bounded():
 
 
 @pytest.mark.parametrize("bound", [0.5, 3.0])
+def test_soft_clamp_is_the_scaled_tanh(bound):
+    # soft_clamp computes b tanh(raw / b) through the sigmoid; the two forms agree to
+    # round-off, in float64 and in float32 (against the float64 tanh), tails included.
+    raw = torch.cat([torch.linspace(-50.0, 50.0, 20001, dtype=DOUBLE), torch.tensor([-1e30, 1e30])])
+    exact = bound * torch.tanh(raw / bound)
+    assert (soft_clamp(raw, bound) - exact).abs().max() < 1e-14
+    assert (soft_clamp(raw.float(), bound).double() - exact).abs().max() < 1e-6 * bound
+
+
+@pytest.mark.parametrize("bound", [0.5, 3.0])
 def test_soft_clamp_bounds_the_log_scale_under_huge_conditioner_outputs(bound):
     features = 6
     conditioner = nn.Linear(features, 2 * features).double()

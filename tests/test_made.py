@@ -329,3 +329,19 @@ def test_feature_outputs_are_that_features_columns(features, context_features):
             outputs = made(x, c, feature=feature, weights=masked)
             assert outputs.shape == (6, multiplier)
             assert torch.allclose(outputs, full[:, :, feature], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("context_features", [0, 3])
+def test_a_given_first_layer_replaces_the_first_product(context_features):
+    made = randomize_parameters(
+        MADE(4, [6, 5], output_multiplier=2, context_features=context_features), seed=3
+    )
+    x = torch.randn(6, 4)
+    c = torch.randn(6, context_features) if context_features else None
+    weight, bias = made.masked_weights()[0]
+    first_layer = x @ weight.T + bias
+    if context_features:
+        first_layer = first_layer + c @ made.context_layer.weight.T
+    assert torch.allclose(made(x, c, first_layer=first_layer), made(x, c), rtol=1e-13, atol=1e-13)
+    # It is what the MADE reads: a different first layer gives different outputs.
+    assert not torch.allclose(made(x, c, first_layer=first_layer + 1.0), made(x, c))

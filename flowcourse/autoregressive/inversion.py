@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ def made_autoregressive_inverse(
     with less work per pass:
 
     - the weights are masked once per call, not once per pass;
+    - the first hidden layer's pre-activation :math:`(W_1 \odot M_1) u + b_1` is kept
+      from pass to pass: solving feature :math:`i` changes one input, so it adds
+      :math:`u_i` times column :math:`i` of the masked weight (an outer product)
+      instead of multiplying the whole partial solution again;
     - pass :math:`t` asks the MADE only for the :math:`k` outputs of the feature ``i``
       at position :math:`t` (``made(u, context, feature=i)``: :math:`k` rows of the last
       layer instead of :math:`kD`), and maps only that column, shape ``(batch,)``;
@@ -86,8 +91,8 @@ def made_autoregressive_inverse(
 
     Each pass still runs the hidden layers on the whole partial solution, so the MADE is
     called once per pass, :math:`D` calls in all, as in the clear loop. The result equals
-    :func:`autoregressive_inverse` up to round-off (the log-determinant is summed in
-    the order of positions, not of features).
+    :func:`autoregressive_inverse` up to round-off (the first layer's sums and the
+    log-determinant are added in the order of positions, not of features).
 
     Example:
         >>> from flowcourse.autoregressive import MADE
@@ -103,21 +108,25 @@ def made_autoregressive_inverse(
         True
     """
     weights = made.masked_weights()
+    first_weight, first_bias = weights[0]
+    first_weight_columns = first_weight.unbind(dim=1)
+    # The partial solution starts at zero, so the first layer starts at its bias.
+    first_layer = first_bias.expand(target.shape[0], -1)
+    if made.context_layer is not None:
+        first_layer = first_layer + F.linear(context, made.context_layer.weight)
+    columns = torch.arange(made.features, device=target.device).unsqueeze(1)
     solution = torch.zeros_like(target)
     log_abs_det = target.new_zeros(target.shape[0])
     for feature in torch.argsort(made.order).tolist():  # the features by position
-        parameters = made(solution, context, feature=feature, weights=weights)
+        parameters = made(
+            solution, context, feature=feature, weights=weights, first_layer=first_layer
+        )
         values, log_abs_det_terms = elementwise(target[:, feature], *parameters.unbind(dim=1))
-        solution = _set_column(solution, feature, values)
+        if values.requires_grad or solution.requires_grad:
+            # Out of place: autograd keeps what earlier passes read.
+            solution = solution.index_copy(1, columns[feature], values.unsqueeze(1))
+        else:
+            solution[:, feature] = values
+        first_layer = torch.addr(first_layer, values, first_weight_columns[feature])
         log_abs_det = log_abs_det + log_abs_det_terms
     return solution, log_abs_det
-
-
-def _set_column(matrix: Tensor, column: int, values: Tensor) -> Tensor:
-    """``matrix`` with ``matrix[:, column] = values``, in place unless autograd tracks either
-    (it must keep the values it saved for the backward pass)."""
-    if values.requires_grad or matrix.requires_grad:
-        index = torch.tensor([column], device=matrix.device)
-        return matrix.index_copy(1, index, values.unsqueeze(1))
-    matrix[:, column] = values
-    return matrix

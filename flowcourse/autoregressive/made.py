@@ -247,8 +247,9 @@ class MADE(nn.Module):
         *,
         feature: int | None = None,
         weights: Sequence[tuple[Tensor, Tensor]] | None = None,
+        first_layer: Tensor | None = None,
     ) -> Tensor:
-        """Return the ``(batch, output_multiplier * features)`` autoregressive outputs.
+        r"""Return the ``(batch, output_multiplier * features)`` autoregressive outputs.
 
         With ``feature=i``, return only the ``output_multiplier`` outputs of feature
         ``i``, shape ``(batch, output_multiplier)``: columns ``i, D + i, ...`` of the full
@@ -257,7 +258,10 @@ class MADE(nn.Module):
         (``made_autoregressive_inverse`` in ``flowcourse.autoregressive.inversion``).
         ``weights`` are :meth:`~flowcourse.autoregressive.MADE.masked_weights`, for a
         caller that makes many passes and masks the weights once; by default they are
-        masked in this call.
+        masked in this call. ``first_layer`` is the first hidden layer's pre-activation
+        for ``x`` (:math:`(W_1 \odot M_1) x + b_1`, plus the context's term), for a caller
+        that already has it: the :math:`D`-pass loop changes one input per pass and
+        updates it by one column instead of multiplying ``x`` again.
         """
         # The layers' arithmetic (MaskedLinear.forward) without one module call per layer.
         if weights is None:
@@ -266,9 +270,12 @@ class MADE(nn.Module):
             last_weight, last_bias = weights[-1]
             rows = slice(feature, None, self.features)  # feature i's outputs: i, D + i, ...
             weights = [*weights[:-1], (last_weight[rows], last_bias[rows])]
-        hidden = F.linear(x, *weights[0])
-        if self.context_layer is not None:
-            hidden = hidden + F.linear(context, self.context_layer.weight)
+        if first_layer is not None:
+            hidden = first_layer
+        else:
+            hidden = F.linear(x, *weights[0])
+            if self.context_layer is not None:
+                hidden = hidden + F.linear(context, self.context_layer.weight)
         for activation, (weight, bias) in zip(self.activations, weights[1:], strict=True):
             hidden = F.linear(_activate(activation, hidden), weight, bias)
         return hidden
