@@ -100,6 +100,10 @@ def test_forward_is_the_clear_loop(cls, features, context_features, seed):
     assert torch.allclose(z, expected_z, rtol=1e-12, atol=1e-12)
     assert torch.allclose(log_abs_det, expected_log_abs_det, rtol=1e-12, atol=1e-12)
     assert (x - z).abs().max() > 0.1  # the comparison is not between two identities
+    # With autograd recording, the loop keeps the first layer's pre-activation instead.
+    z, log_abs_det = layer(x, context=c)
+    assert torch.allclose(z, expected_z, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(log_abs_det, expected_log_abs_det, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("cls", LAYERS)

@@ -187,6 +187,10 @@ def test_inverse_is_the_clear_loop(features, context_features, seed):
     assert torch.allclose(x, expected_x, rtol=1e-12, atol=1e-12)
     assert torch.allclose(log_abs_det, expected_log_abs_det, rtol=1e-12, atol=1e-12)
     assert (x - z).abs().max() > 0.1  # the comparison is not between two identities
+    # With autograd recording, the loop keeps the first layer's pre-activation instead.
+    x, log_abs_det = layer.inverse(z, context=c)
+    assert torch.allclose(x, expected_x, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(log_abs_det, expected_log_abs_det, rtol=1e-12, atol=1e-12)
 
 
 def test_inverse_gradients_are_those_of_the_clear_loop():

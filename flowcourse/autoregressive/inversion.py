@@ -77,22 +77,24 @@ def made_autoregressive_inverse(
     with less work per pass:
 
     - the weights are masked once per call, not once per pass;
-    - the first hidden layer's pre-activation :math:`(W_1 \odot M_1) u + b_1` is kept
-      from pass to pass: solving feature :math:`i` changes one input, so it adds
-      :math:`u_i` times column :math:`i` of the masked weight (an outer product)
-      instead of multiplying the whole partial solution again;
     - pass :math:`t` asks the MADE only for the :math:`k` outputs of the feature ``i``
       at position :math:`t` (``made(u, context, feature=i)``: :math:`k` rows of the last
       layer instead of :math:`kD`), and maps only that column, shape ``(batch,)``;
-    - it writes column ``i`` of the solution in place (out of place, with
-      ``index_copy``, when a gradient flows through it, as in IAF training), and adds
-      the column's log-determinant term to the total once, when it is solved: the term
-      reads only earlier positions, so it is final then.
+    - it adds the column's log-determinant term to the total once, when the column is
+      solved: the term reads only earlier positions, so it is final then;
+    - without autograd recording (sampling, or scoring under ``torch.no_grad()``) it
+      writes column ``i`` of the solution in place;
+    - when autograd records (IAF training), it may not write in place, and copying the
+      whole partial solution every pass (``index_copy``) is what made training slow.
+      So it keeps the first hidden layer's pre-activation
+      :math:`(W_1 \odot M_1) u + b_1` from pass to pass: solving feature :math:`i`
+      changes one input, which adds :math:`u_i` times column :math:`i` of the masked
+      weight (an outer product) instead of multiplying the whole solution again.
 
     Each pass still runs the hidden layers on the whole partial solution, so the MADE is
     called once per pass, :math:`D` calls in all, as in the clear loop. The result equals
-    :func:`autoregressive_inverse` up to round-off (the first layer's sums and the
-    log-determinant are added in the order of positions, not of features).
+    :func:`autoregressive_inverse` up to round-off (the log-determinant, and with
+    autograd the first layer's sums, are added in the order of positions).
 
     Example:
         >>> from flowcourse.autoregressive import MADE
@@ -108,6 +110,29 @@ def made_autoregressive_inverse(
         True
     """
     weights = made.masked_weights()
+    by_position = torch.argsort(made.order).tolist()  # the features in the order solved
+    if torch.is_grad_enabled():
+        return _solve_recorded(made, elementwise, target, context, weights, by_position)
+    solution = torch.zeros_like(target)
+    log_abs_det = target.new_zeros(target.shape[0])
+    for feature in by_position:
+        parameters = made(solution, context, feature=feature, weights=weights)
+        values, log_abs_det_terms = elementwise(target[:, feature], *parameters.unbind(dim=1))
+        solution[:, feature] = values
+        log_abs_det = log_abs_det + log_abs_det_terms
+    return solution, log_abs_det
+
+
+def _solve_recorded(
+    made: MADE,
+    elementwise: Callable[..., tuple[Tensor, Tensor]],
+    target: Tensor,
+    context: Tensor | None,
+    weights: list[tuple[Tensor, Tensor]],
+    by_position: list[int],
+) -> tuple[Tensor, Tensor]:
+    """The loop of ``made_autoregressive_inverse`` while autograd records: out of place,
+    with the first layer's pre-activation updated by one column per pass."""
     first_weight, first_bias = weights[0]
     first_weight_columns = first_weight.unbind(dim=1)
     # The partial solution starts at zero, so the first layer starts at its bias.
@@ -117,16 +142,12 @@ def made_autoregressive_inverse(
     columns = torch.arange(made.features, device=target.device).unsqueeze(1)
     solution = torch.zeros_like(target)
     log_abs_det = target.new_zeros(target.shape[0])
-    for feature in torch.argsort(made.order).tolist():  # the features by position
+    for feature in by_position:
         parameters = made(
             solution, context, feature=feature, weights=weights, first_layer=first_layer
         )
         values, log_abs_det_terms = elementwise(target[:, feature], *parameters.unbind(dim=1))
-        if values.requires_grad or solution.requires_grad:
-            # Out of place: autograd keeps what earlier passes read.
-            solution = solution.index_copy(1, columns[feature], values.unsqueeze(1))
-        else:
-            solution[:, feature] = values
+        solution = solution.index_copy(1, columns[feature], values.unsqueeze(1))
         first_layer = torch.addr(first_layer, values, first_weight_columns[feature])
         log_abs_det = log_abs_det + log_abs_det_terms
     return solution, log_abs_det
