@@ -21,11 +21,54 @@ from flowcourse import io
 from flowcourse.core import Flow
 from flowcourse.data import NUM_LEVELS, load_digits_tensors
 from flowcourse.preprocessing import DequantizeLogit, evaluate_bits_per_dim
-from flowcourse.training import fit
+from flowcourse.training import History, fit
 
 ALPHA = 0.05  # the logit's margin (RealNVP's value); the chapters use the same
 VALIDATION_IMAGES = 144  # 10% of the 1438 training images, for early stopping
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints"
+
+
+def digits_splits(flatten: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training part, the held-out validation part and the test split, as levels.
+
+    Images ``(N, 1, 8, 8)``, or with ``flatten`` ``(N, 64)`` vectors (row-major pixels).
+    The validation part is the last ``VALIDATION_IMAGES`` training images.
+    """
+    train, test = load_digits_tensors("train"), load_digits_tensors("test")
+    if flatten:
+        train, test = train.flatten(1), test.flatten(1)
+    return train[:-VALIDATION_IMAGES], train[-VALIDATION_IMAGES:], test
+
+
+def preprocessing() -> DequantizeLogit:
+    """Uniform dequantisation then the logit with margin ``ALPHA``, as in the chapters."""
+    return DequantizeLogit(NUM_LEVELS, alpha=ALPHA)
+
+
+def fit_on_digits(
+    flow: Flow,
+    train_part: torch.Tensor,
+    validation_part: torch.Tensor,
+    training: dict[str, object],
+    progress: bool = True,
+    **contexts: torch.Tensor,
+) -> tuple[History, float]:
+    """Train ``flow`` with the recipe (``training``: ``fit``'s keyword arguments); return
+    its history and the seconds it took. ``contexts``: ``train_context`` and
+    ``validation_context`` for a conditional flow."""
+    start = time.perf_counter()
+    history = fit(
+        flow,
+        train_part,
+        validation_data=validation_part,
+        preprocess=preprocessing(),
+        num_levels=NUM_LEVELS,
+        device="cpu",
+        progress=progress,
+        **contexts,
+        **training,
+    )
+    return history, time.perf_counter() - start
 
 
 def train_and_save(
@@ -49,10 +92,7 @@ def train_and_save(
 
     torch.set_num_threads(1)  # deterministic, and faster than threads for a model this small
     torch.manual_seed(0)
-    train, test = load_digits_tensors("train"), load_digits_tensors("test")
-    if flatten:  # (N, 64) vectors of levels, row-major pixels
-        train, test = train.flatten(1), test.flatten(1)
-    train_part, validation_part = train[:-VALIDATION_IMAGES], train[-VALIDATION_IMAGES:]
+    train_part, validation_part, test = digits_splits(flatten)
     contexts = {}
     if context is not None:
         train_context, test_context = context("train"), context("test")
@@ -60,27 +100,23 @@ def train_and_save(
             "train_context": train_context[:-VALIDATION_IMAGES],
             "validation_context": train_context[-VALIDATION_IMAGES:],
         }
-    preprocess = DequantizeLogit(NUM_LEVELS, alpha=ALPHA)
 
     flow = build()
-    start = time.perf_counter()
-    history = fit(
+    history, seconds = fit_on_digits(
         flow,
         train_part,
-        validation_data=validation_part,
-        preprocess=preprocess,
-        num_levels=NUM_LEVELS,
-        device="cpu",
+        validation_part,
+        {**training, "epochs": args.epochs},
         progress=progress,
         **contexts,
-        **{**training, "epochs": args.epochs},
     )
-    seconds = time.perf_counter() - start
     flow.eval()
     if context is None:
-        test_bpd = evaluate_bits_per_dim(flow, test, preprocess)
+        test_bpd = evaluate_bits_per_dim(flow, test, preprocessing())
     else:
-        test_bpd = evaluate_bits_per_dim(lambda y: flow.log_prob(y, test_context), test, preprocess)
+        test_bpd = evaluate_bits_per_dim(
+            lambda y: flow.log_prob(y, test_context), test, preprocessing()
+        )
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     io.save(flow, args.output)

@@ -33,11 +33,11 @@ import time
 from pathlib import Path
 
 import torch
-from digits_checkpoint import ALPHA, CHECKPOINTS, VALIDATION_IMAGES
+from digits_checkpoint import ALPHA, CHECKPOINTS, digits_splits, preprocessing
 from train_realnvp_digits import MODEL
 
 from flowcourse import io, models
-from flowcourse.data import IMAGE_SHAPE, NUM_LEVELS, load_digits_tensors
+from flowcourse.data import IMAGE_SHAPE, NUM_LEVELS
 from flowcourse.dequantisation import FlowWithDequantizer, VariationalDequantizer
 from flowcourse.preprocessing import (
     DequantizeLogit,
@@ -63,9 +63,8 @@ def main() -> None:
 
     torch.set_num_threads(1)  # deterministic, and faster than threads for models this small
     torch.manual_seed(0)
-    train, test = load_digits_tensors("train"), load_digits_tensors("test")
-    train_part, validation_part = train[:-VALIDATION_IMAGES], train[-VALIDATION_IMAGES:]
-    uniform = DequantizeLogit(NUM_LEVELS, alpha=ALPHA)
+    train_part, validation_part, test = digits_splits()
+    uniform = preprocessing()
 
     def train_one(model: torch.nn.Module, preprocess: DequantizeLogit) -> tuple[int, float]:
         start = time.perf_counter()

@@ -42,11 +42,12 @@ import time
 from pathlib import Path
 
 import torch
+from digits_checkpoint import ALPHA, VALIDATION_IMAGES, digits_splits, preprocessing
 
 import flowcourse
 from flowcourse import io, models
-from flowcourse.data import IMAGE_SHAPE, NUM_LEVELS, load_digits_tensors
-from flowcourse.preprocessing import DequantizeLogit, evaluate_bits_per_dim
+from flowcourse.data import IMAGE_SHAPE, NUM_LEVELS
+from flowcourse.preprocessing import evaluate_bits_per_dim
 from flowcourse.training import fit
 
 PERMUTATIONS = ["reverse", "shuffle", "conv1x1"]
@@ -58,8 +59,6 @@ MODEL = {
     "steps_per_scale": 4,
     "hidden_channels": 32,
 }
-ALPHA = 0.05  # the logit's margin (RealNVP's value); the chapter uses the same
-VALIDATION_IMAGES = 144  # 10% of the 1438 training images, to pick the best epoch
 TRAINING = {"epochs": 150, "batch_size": 256, "learning_rate": 5e-3}
 TEST_DRAWS = 4  # dequantisation draws per test image
 TEST_SEED = 123
@@ -69,10 +68,8 @@ OUTPUT_DIR = Path(__file__).resolve().parents[1] / "flowcourse" / "checkpoints"
 def train_one(permutation: str, coupling: str, seed: int, epochs: int) -> tuple[dict, dict]:
     """Train one cell of the grid; return its record and its weights (kept for the best run)."""
     torch.set_num_threads(1)  # deterministic, and the fastest for a model this small
-    train = load_digits_tensors("train")
-    test = load_digits_tensors("test")
-    train_part, validation_part = train[:-VALIDATION_IMAGES], train[-VALIDATION_IMAGES:]
-    preprocess = DequantizeLogit(NUM_LEVELS, alpha=ALPHA)
+    train_part, validation_part, test = digits_splits()
+    preprocess = preprocessing()
     flow = models.glow(**MODEL, permutation=permutation, coupling=coupling, seed=seed)
     start, cpu_start = time.perf_counter(), time.process_time()
     history = fit(

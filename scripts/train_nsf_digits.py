@@ -35,19 +35,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
-from digits_checkpoint import ALPHA, CHECKPOINTS, VALIDATION_IMAGES
+from digits_checkpoint import (
+    ALPHA,
+    CHECKPOINTS,
+    VALIDATION_IMAGES,
+    digits_splits,
+    fit_on_digits,
+    preprocessing,
+)
 from train_maf_digits import MODEL as MAF_MODEL
 from train_maf_digits import TRAINING
 
 import flowcourse
 from flowcourse import io, models
-from flowcourse.data import NUM_LEVELS, load_digits_tensors
-from flowcourse.preprocessing import DequantizeLogit, evaluate_bits_per_dim
-from flowcourse.training import fit
+from flowcourse.preprocessing import evaluate_bits_per_dim
 
 #: name -> (factory, its arguments); every model sees 64-vectors of logits.
 MODELS = {
@@ -94,10 +98,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    train = load_digits_tensors("train").flatten(1)
-    test = load_digits_tensors("test").flatten(1)
-    train_part, validation_part = train[:-VALIDATION_IMAGES], train[-VALIDATION_IMAGES:]
-    preprocess = DequantizeLogit(NUM_LEVELS, alpha=ALPHA)
+    train_part, validation_part, test = digits_splits(flatten=True)
+    preprocess = preprocessing()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     summary_path = args.output_dir / "nsf_digits.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
@@ -123,18 +125,9 @@ def main() -> None:
     for name in args.only:
         factory, kwargs = MODELS[name]
         flow = getattr(models, factory)(**kwargs, seed=SEED)
-        start = time.perf_counter()
-        history = fit(
-            flow,
-            train_part,
-            validation_data=validation_part,
-            preprocess=preprocess,
-            num_levels=NUM_LEVELS,
-            device="cpu",
-            progress=False,
-            **{**TRAINING, "epochs": args.epochs},
+        history, seconds = fit_on_digits(
+            flow, train_part, validation_part, {**TRAINING, "epochs": args.epochs}, progress=False
         )
-        seconds = time.perf_counter() - start
         flow.eval()
         test_bpd = evaluate_bits_per_dim(flow, test, preprocess)
         path = args.output_dir / f"nsf_digits_{name}.pt"
