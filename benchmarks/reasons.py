@@ -16,11 +16,13 @@ _ONE_RELU = (
     "The MADE of nflows and normflows applies no nonlinearity after its first masked layer (one "
     "ReLU per pass where flowcourse and zuko apply two, for the same parameter count), "
 )
-_CLAMP = "the tanh soft clamp of the log-scale (three elementwise operations) "
+_CLAMP = (
+    "the soft clamp of the log-scale, b tanh(s/b) (four elementwise operations on a "
+    "(batch, D) tensor, computed through the sigmoid) "
+)
 _SPLIT = (
-    "Since the couplings split their input once and work on the transformed half only, "
-    "flowcourse ties the fastest peer (in the 2026-12-02 run, the geometric mean of the ratio "
-    "is 0.99x for each RealNVP operation and 0.91-0.96x for NICE's); "
+    "The couplings split their input once and work on the transformed half only, so "
+    "flowcourse ties the fastest peer in most cells; "
 )
 _PYTHON = (
     "a few Python calls per layer (the checks at the door, the layer wrappers), which weigh "
@@ -31,24 +33,25 @@ _COUPLING = (
     "and " + _PYTHON + "."
 )
 _NICE = _SPLIT + "NICE has no clamp, so what remains is " + _PYTHON + ", within the rerun spread."
+_PER_PASS = (
+    "one feature per pass from the two MADE outputs it needs; at small D the per-pass Python "
+    "is what is left, within the rerun spread of about 5%."
+)
 
 REASONS: dict[tuple[str, str], str] = {
     ("MAF", "train_step"): (_ONE_RELU + "and flowcourse adds " + _CLAMP + "forward and backward."),
     ("MAF", "log_prob"): (
-        _ONE_RELU + "and flowcourse adds " + _CLAMP + "(about 15% of "
-        "a call at D = 32, width 64, in a cProfile of the call)."
+        _ONE_RELU + "and flowcourse adds " + _CLAMP + "(about 12% of a call at D = 32, "
+        "width 64, batch 1024)."
     ),
-    ("MAF", "sample"): (
-        "Sampling already solves one feature per pass from the two MADE outputs it needs; at "
-        "small D the per-pass Python is what is left, within the rerun spread of about 5%."
-    ),
+    ("MAF", "sample"): "Sampling already solves " + _PER_PASS,
     ("MAF", "floor"): (
-        "The floor has no masks, no clamp and no checks: the gap is mostly "
+        "The floor has no masks, no clamp and no checks. At width 256 the matrix products "
+        "dominate and the target is met; at width 64 the gap is mostly "
         + _CLAMP
-        + "(about 15% of a call), then the three weight-times-mask products per layer and "
+        + "(about 12% of a call), then the three weight-times-mask products per layer and "
         "the Python of five layer calls. The clamp keeps training stable and the shipped "
-        "checkpoints use it, so it stays; zuko's rational clamp would be cheaper but is "
-        "another model."
+        "checkpoints use it, so it stays; zuko's rational clamp is another model."
     ),
     ("RealNVP", "train_step"): _COUPLING,
     ("RealNVP", "log_prob"): _COUPLING,
@@ -58,12 +61,9 @@ REASONS: dict[tuple[str, str], str] = {
     ("NICE", "sample"): _NICE,
     ("IAF", "train_step"): (
         _ONE_RELU + "a saving a training step makes in each of its D passes, forward and "
-        "backward; flowcourse also keeps a copy of the (batch, D) partial solution per pass "
-        "for the backward pass. From D = 32 on, flowcourse's row-sliced passes win "
-        "(0.79-0.82x in this run)."
+        "backward. flowcourse's loop keeps the first hidden layer's pre-activation while "
+        "training (one outer product per pass instead of copying the partial solution and "
+        "multiplying it again), which leaves that one ReLU as the difference."
     ),
-    ("IAF", "log_prob"): (
-        "Scoring already solves one feature per pass from the two MADE outputs it needs; at "
-        "small D the per-pass Python is what is left, within the rerun spread of about 5%."
-    ),
+    ("IAF", "log_prob"): "Scoring already solves " + _PER_PASS,
 }
