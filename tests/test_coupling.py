@@ -300,6 +300,14 @@ def test_soft_clamp_is_the_scaled_tanh(bound):
     assert (soft_clamp(raw.float(), bound).double() - exact).abs().max() < 1e-6 * bound
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_soft_clamp_keeps_small_values_in_half_precision(dtype):
+    # The sigmoid form would round these to zero in bfloat16 (sigma is near 0.5 there).
+    raw = torch.tensor([1e-3, 1e-2, 0.1, -0.1, 50.0], dtype=dtype)
+    assert torch.equal(soft_clamp(raw, 3.0), 3.0 * torch.tanh(raw / 3.0))
+    assert (soft_clamp(raw[:3], 3.0).double() - raw[:3].double()).abs().max() < 0.01 * raw[2]
+
+
 @pytest.mark.parametrize("bound", [0.5, 3.0])
 def test_soft_clamp_bounds_the_log_scale_under_huge_conditioner_outputs(bound):
     features = 6
