@@ -300,6 +300,11 @@ def test_soft_clamp_is_the_scaled_tanh(bound):
     assert (soft_clamp(raw.float(), bound).double() - exact).abs().max() < 1e-6 * bound
 
 
+def test_soft_clamp_refuses_a_bound_that_is_not_positive():
+    with pytest.raises(ValueError, match="expected bound > 0, got 0"):
+        soft_clamp(torch.zeros(3), 0)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_soft_clamp_keeps_small_values_in_half_precision(dtype):
     # The sigmoid form would round these to zero in bfloat16 (sigma is near 0.5 there).
@@ -679,11 +684,22 @@ def test_loading_a_state_dict_with_other_indices_switches_the_branch():
     blocks = AffineCoupling.for_vectors(half_mask(6), 8).double()
     assert blocks.conditioner.blocks is not None
     blocks.load_state_dict(spread.state_dict())
-    assert blocks.conditioner.blocks is None
+    assert split_branch(blocks.conditioner) == "strided"
     x = torch.randn(5, 6, dtype=DOUBLE)
     z, log_abs_det = blocks(x)
     z_spread, log_abs_det_spread = spread(x)
     assert torch.equal(z, z_spread) and torch.equal(log_abs_det, log_abs_det_spread)
+
+
+def test_loading_indices_that_are_not_evenly_spaced_leaves_the_strided_branch():
+    uneven = torch.tensor([True, True, False, False, True, False, True])  # T = 2, 3, 5
+    spread = randomize_parameters(AffineCoupling.for_vectors(uneven, 8).double())
+    strided = AffineCoupling.for_vectors(alternating_mask(7), 8).double()
+    assert split_branch(strided.conditioner) == "strided"
+    strided.load_state_dict(spread.state_dict())
+    assert split_branch(strided.conditioner) == "indices"
+    x = torch.randn(5, 7, dtype=DOUBLE)
+    assert torch.equal(strided(x)[0], spread(x)[0])
 
 
 @pytest.mark.parametrize("coupling", COUPLINGS)

@@ -1,5 +1,7 @@
 """MADE: masks, degrees, the autoregressive property, orders, context and input checks."""
 
+import functools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from flowcourse.autoregressive import (
     MADE,
     MaskedLinear,
     hidden_degrees,
+    made_autoregressive_inverse,
     natural_order,
     random_order,
 )
@@ -345,3 +348,30 @@ def test_a_given_first_layer_replaces_the_first_product(context_features):
     assert torch.allclose(made(x, c, first_layer=first_layer), made(x, c), rtol=1e-13, atol=1e-13)
     # It is what the MADE reads: a different first layer gives different outputs.
     assert not torch.allclose(made(x, c, first_layer=first_layer + 1.0), made(x, c))
+
+
+@pytest.mark.parametrize("context_features", [0, 2])
+def test_the_recorded_inversion_survives_an_in_place_activation(context_features):
+    """With autograd recording, the D-pass loop hands the MADE the first layer it keeps
+    from pass to pass; an in-place activation must not write into it."""
+    in_place = functools.partial(nn.LeakyReLU, 0.1, inplace=True)
+    made = MADE(4, 8, output_multiplier=2, context_features=context_features, activation=in_place)
+    made = randomize_parameters(made, seed=2)
+
+    def elementwise(target, shift, log_scale):
+        return target * torch.exp(log_scale) + shift, log_scale
+
+    target = torch.randn(5, 4)
+    c = torch.randn(5, context_features) if context_features else None
+    with torch.no_grad():
+        expected = made_autoregressive_inverse(made, elementwise, target, c)
+    recorded = made_autoregressive_inverse(made, elementwise, target, c)
+    for got, want in zip(recorded, expected, strict=True):
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    weight, bias = made.masked_weights()[0]
+    first_layer = (target @ weight.T + bias).detach()
+    if context_features:
+        first_layer = first_layer + c @ made.context_layer.weight.T.detach()
+    before = first_layer.clone()
+    made(target, c, first_layer=first_layer)
+    assert torch.equal(first_layer, before)

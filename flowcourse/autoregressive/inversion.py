@@ -84,12 +84,13 @@ def made_autoregressive_inverse(
       solved: the term reads only earlier positions, so it is final then;
     - without autograd recording (sampling, or scoring under ``torch.no_grad()``) it
       writes column ``i`` of the solution in place;
-    - when autograd records (IAF training), it may not write in place, and copying the
-      whole partial solution every pass (``index_copy``) is what made training slow.
-      So it keeps the first hidden layer's pre-activation
-      :math:`(W_1 \odot M_1) u + b_1` from pass to pass: solving feature :math:`i`
-      changes one input, which adds :math:`u_i` times column :math:`i` of the masked
-      weight (an outer product) instead of multiplying the whole solution again.
+    - when autograd records (IAF training, or any call outside ``torch.no_grad()``), it
+      may not write in place, and copying the whole partial solution every pass
+      (``index_copy``) made training slow. So it keeps the first hidden layer's
+      pre-activation :math:`(W_1 \odot M_1) u + b_1` from pass to pass instead: solving
+      feature :math:`i` changes one input, which adds :math:`u_i` times column
+      :math:`i` of the masked weight (an outer product), and the MADE reads only that.
+      The solved columns are stacked into the solution once, at the end.
 
     Each pass still runs the hidden layers on the whole partial solution, so the MADE is
     called once per pass, :math:`D` calls in all, as in the clear loop. The result equals
@@ -139,15 +140,16 @@ def _solve_recorded(
     first_layer = first_bias.expand(target.shape[0], -1)
     if made.context_layer is not None:
         first_layer = first_layer + F.linear(context, made.context_layer.weight)
-    columns = torch.arange(made.features, device=target.device).unsqueeze(1)
-    solution = torch.zeros_like(target)
+    solved: list[Tensor] = [target[:, 0]] * made.features  # each replaced when solved
     log_abs_det = target.new_zeros(target.shape[0])
     for feature in by_position:
+        # Given first_layer, the MADE does not read its input: the target stands in for
+        # the partial solution only because it has the same shape (for the checks).
         parameters = made(
-            solution, context, feature=feature, weights=weights, first_layer=first_layer
+            target, context, feature=feature, weights=weights, first_layer=first_layer
         )
         values, log_abs_det_terms = elementwise(target[:, feature], *parameters.unbind(dim=1))
-        solution = solution.index_copy(1, columns[feature], values.unsqueeze(1))
+        solved[feature] = values
         first_layer = torch.addr(first_layer, values, first_weight_columns[feature])
         log_abs_det = log_abs_det + log_abs_det_terms
-    return solution, log_abs_det
+    return torch.stack(solved, dim=1), log_abs_det

@@ -261,7 +261,10 @@ class MADE(nn.Module):
         masked in this call. ``first_layer`` is the first hidden layer's pre-activation
         for ``x`` (:math:`(W_1 \odot M_1) x + b_1`, plus the context's term), for a caller
         that already has it: the :math:`D`-pass loop changes one input per pass and
-        updates it by one column instead of multiplying ``x`` again.
+        updates it by one column instead of multiplying ``x`` again. With it, ``x`` and
+        ``context`` are not read (``x`` is only checked, when the MADE is called on its
+        own or under ``set_validation(True)``), and ``first_layer`` is left unchanged,
+        also by an in-place activation.
         """
         # The layers' arithmetic (MaskedLinear.forward) without one module call per layer.
         if weights is None:
@@ -271,7 +274,10 @@ class MADE(nn.Module):
             rows = slice(feature, None, self.features)  # feature i's outputs: i, D + i, ...
             weights = [*weights[:-1], (last_weight[rows], last_bias[rows])]
         if first_layer is not None:
-            hidden = first_layer
+            # The caller keeps first_layer for its next pass: an in-place activation
+            # (inplace=True) must not write into it.
+            in_place = getattr(self.activations[0], "inplace", False)
+            hidden = first_layer.clone() if in_place else first_layer
         else:
             hidden = F.linear(x, *weights[0])
             if self.context_layer is not None:

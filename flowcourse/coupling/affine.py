@@ -23,14 +23,17 @@ def soft_clamp(raw: Tensor, bound: float) -> Tensor:
     :math:`2b\,\sigma(2\,\text{raw}/b) - b`, the same function
     (:math:`\tanh u = 2\sigma(2u) - 1`), because PyTorch's CPU ``sigmoid`` takes about a
     third of the time of its ``tanh`` on a ``(1024, 32)`` tensor; the two forms differ by
-    round-off (below 1e-6 in float32, 1e-15 in float64; a test checks both). Elsewhere
-    (a GPU, half precision) it is the ``tanh`` itself: in bfloat16 the sigmoid form would
-    round small values to zero, because :math:`\sigma` is near 0.5 there.
+    round-off (by less than 1e-6 in float32 and 1e-15 in float64, absolutely; a test
+    checks both). Elsewhere (a GPU, half precision) it is the ``tanh`` itself: in
+    bfloat16 the sigmoid form would round small values to zero, because :math:`\sigma`
+    is near 0.5 there.
 
     Example:
         >>> soft_clamp(torch.tensor([0.0, 1e6]), bound=3.0)
         tensor([0., 3.])
     """
+    if not bound > 0:
+        raise ValueError(f"expected bound > 0, got {bound!r}")
     if raw.device.type == "cpu" and raw.dtype in (torch.float32, torch.float64):
         return torch.sigmoid(raw * (2 / bound)) * (2 * bound) - bound
     return bound * torch.tanh(raw / bound)
