@@ -55,3 +55,25 @@ def randomize_parameters(module: nn.Module, seed: int = 0, scale: float = 0.3) -
             noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
             parameter.copy_((scale * noise).to(parameter.dtype))
     return module
+
+
+# The masks of the vector couplings' split form, with the branch each one takes: kept
+# values as one block at the start or the end (slices and torch.cat), transformed values
+# evenly spaced (a strided slice of a copy), anything else (index_select and index_copy).
+def split_masks() -> dict[str, tuple[torch.Tensor, str]]:
+    from flowcourse.coupling import alternating_mask, half_mask
+
+    return {
+        "first half": (half_mask(7), "blocks"),
+        "last half": (half_mask(7, first=False), "blocks"),
+        "alternating": (alternating_mask(7), "strided"),
+        "every third": (torch.tensor([False, True, True, False, True, True, False]), "strided"),
+        "middle block": (torch.tensor([False, False, True, True, True, False, False]), "indices"),
+    }
+
+
+def split_branch(conditioner: nn.Module) -> str:
+    """Which branch a ``CouplingMLP`` splits and merges by (see :func:`split_masks`)."""
+    if conditioner.blocks is not None:
+        return "blocks"
+    return "indices" if conditioner.transformed_slice is None else "strided"

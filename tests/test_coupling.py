@@ -23,7 +23,7 @@ from flowcourse.coupling import (
     soft_clamp,
 )
 from flowcourse.nets import CouplingMLP
-from tests.helpers import randomize_parameters
+from tests.helpers import randomize_parameters, split_branch, split_masks
 
 DOUBLE = torch.float64
 COUPLINGS = [AdditiveCoupling, AffineCoupling]
@@ -597,22 +597,7 @@ def test_vector_couplings_have_the_parameters_of_the_other_libraries(features, h
 
 # ------------------------------------------ the split form of the vector couplings
 
-# Kept values as one block at the start or the end (slices and torch.cat), transformed
-# values evenly spaced (a strided slice of a copy), and anything else (index_select and
-# index_copy): the three branches of the split form.
-SPLIT_MASKS = {
-    "first half": (half_mask(7), "blocks"),
-    "last half": (half_mask(7, first=False), "blocks"),
-    "alternating": (alternating_mask(7), "strided"),
-    "every third": (torch.tensor([False, True, True, False, True, True, False]), "strided"),
-    "middle block": (torch.tensor([False, False, True, True, True, False, False]), "indices"),
-}
-
-
-def split_branch(conditioner: CouplingMLP) -> str:
-    if conditioner.blocks is not None:
-        return "blocks"
-    return "indices" if conditioner.transformed_slice is None else "strided"
+SPLIT_MASKS = split_masks()
 
 
 def masked_formula(layer: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> tuple:

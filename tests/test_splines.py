@@ -31,7 +31,7 @@ from flowcourse.splines import (
     spline_parameter_count,
     unpack_spline_parameters,
 )
-from tests.helpers import randomize_parameters
+from tests.helpers import randomize_parameters, split_branch, split_masks
 
 pytestmark = pytest.mark.usefixtures("float64_by_default", "fixed_seed")
 
@@ -441,11 +441,7 @@ def test_autoregressive_inverse_takes_one_made_pass_per_feature():
     assert len(calls) == 1 + 5
 
 
-SPLIT_MASKS = {
-    "first half": (half_mask(7), True),
-    "last half": (half_mask(7, first=False), True),
-    "alternating": (alternating_mask(7), False),
-}
+SPLIT_MASKS = split_masks()
 
 
 class MaskedOnly(torch.nn.Module):
@@ -462,13 +458,13 @@ class MaskedOnly(torch.nn.Module):
 @pytest.mark.parametrize("mask_name", list(SPLIT_MASKS))
 @pytest.mark.parametrize("context_features", [0, 3])
 def test_coupling_split_form_is_the_masked_path(mask_name, context_features):
-    mask, contiguous = SPLIT_MASKS[mask_name]
+    mask, branch = SPLIT_MASKS[mask_name]
     layer = random_coupling(7, seed=11, mask=mask, context_features=context_features)
     masked = RationalQuadraticCoupling(
         mask, MaskedOnly(layer.conditioner), layer.num_bins, layer.bound, context_features
     )
     assert layer.split_form() and not masked.split_form()  # the two branches under test
-    assert (layer.conditioner.blocks is not None) == contiguous
+    assert split_branch(layer.conditioner) == branch
     generator = torch.Generator().manual_seed(12)
     x = 2 * torch.randn(9, 7, generator=generator)
     context = torch.randn(9, 3, generator=generator) if context_features else None
